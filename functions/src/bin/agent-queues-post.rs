@@ -1,0 +1,6 @@
+//! Lambda function: `POST /v1/agents/queues`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    testflinger_functions::lambda::serve("agent-queues-post").await
+}

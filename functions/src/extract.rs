@@ -1,0 +1,151 @@
+//! Extractors that answer bad input with the API's JSON errors.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::{header, request::Parts, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// A request body that must be a JSON object, read up to the configured limit.
+/// Over the limit: 413 (refused from `Content-Length`, or while reading);
+/// malformed: 400; valid JSON but not an object: 422.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        check_json_content_type(req.headers())?;
+        let bytes = read_limited(req.into_body(), state.limits.json_body).await?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}.")))?;
+        match value {
+            Value::Object(map) => Ok(JsonObject(map)),
+            _ => Err(ApiError::invalid_field(
+                "json",
+                "_schema",
+                "The body must be a JSON object.",
+            )),
+        }
+    }
+}
+
+/// Reads a whole body, refusing more than `limit` bytes while reading.
+pub async fn read_limited(body: Body, limit: u64) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    };
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "The request body could not be read: {e}."
+        ))),
+    }
+}
+
+/// JSON endpoints accept `application/json` (and `+json`), and also bodies
+/// with no type, plain text or curl's default form type, as upstream's
+/// clients and the README's curl examples send; anything else is 415.
+fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let accepted = mime.is_empty()
+        || mime == "application/json"
+        || mime.ends_with("+json")
+        || mime == "text/plain"
+        || mime == "application/x-www-form-urlencoded";
+    if accepted {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Expected a JSON body (Content-Type: application/json), not {mime}."),
+        ))
+    }
+}
+
+/// The `{id}` path segment as a job UUID; anything else is 400.
+pub struct JobId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("Invalid job id."))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| name == "id")
+            .map(|(_, value)| value.as_str())
+            .unwrap_or("");
+        Uuid::parse_str(raw).map(JobId).map_err(|_| {
+            ApiError::bad_request(format!("Invalid job id {raw:?}: a job id is a UUID."))
+        })
+    }
+}
+
+/// Every value of a repeatable query parameter, in order.
+pub fn query_values(parts_query: Option<&str>, key: &str) -> Vec<String> {
+    form_urlencoded::parse(parts_query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// The value of one cookie.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn repeated_query_parameters_are_all_kept() {
+        assert_eq!(
+            query_values(Some("queue=a&x=1&queue=b%20c"), "queue"),
+            vec!["a", "b c"]
+        );
+        assert!(query_values(None, "queue").is_empty());
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "session=1; agent_name=dev-01".parse().unwrap(),
+        );
+        assert_eq!(cookie(&headers, "agent_name").as_deref(), Some("dev-01"));
+        assert_eq!(cookie(&headers, "other"), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! Handlers, one module per resource. Each parses its input, calls the
+//! domain and maps the outcome to a status code.
+
+pub mod agents;
+pub mod artifacts;
+pub mod jobs;
+pub mod meta;
+pub mod results;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// `200 OK` with the plain-text body `OK`, as the clients expect.
+pub fn ok_text() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "OK",
+    )
+        .into_response()
+}
+
+/// `204 No Content`: "nothing here" on the reads clients poll.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

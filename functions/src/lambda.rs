@@ -1,0 +1,17 @@
+//! The Lambda side: what every function binary runs.
+
+use testflinger_shared::backends::Backends;
+use testflinger_shared::config::Config;
+
+use crate::{endpoint_app, telemetry, AppState};
+
+/// Serves one endpoint under the Lambda runtime. Configuration is read and
+/// the backends are opened once per cold start, outside the request path.
+pub async fn serve(endpoint: &str) -> Result<(), lambda_http::Error> {
+    let config = Config::load()?;
+    telemetry::init(config.log_format);
+    let backends = Backends::open(&config).await?;
+    let app = endpoint_app(endpoint, AppState::new(&config, backends))
+        .ok_or_else(|| format!("no endpoint is named {endpoint:?}"))?;
+    lambda_http::run(app).await
+}

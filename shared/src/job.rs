@@ -1,0 +1,545 @@
+//! Jobs: the submitted document, its validation, its states, and the views
+//! that the API hands out.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::validation::FieldErrors;
+use crate::{Error, Result, Timestamp};
+
+/// States the server itself writes. Every other state comes from the agent.
+pub const WAITING: &str = "waiting";
+pub const RUNNING: &str = "running";
+pub const CANCELLED: &str = "cancelled";
+pub const COMPLETE: &str = "complete";
+
+/// States that are never left once entered (SPEC.md §6). `completed` is an
+/// older spelling of `complete`.
+pub const TERMINAL_STATES: [&str; 3] = [COMPLETE, "completed", CANCELLED];
+
+/// The phases an agent runs, in order, as SPEC.md §6 names them.
+pub const PHASES: [&str; 8] = [
+    "setup",
+    "provision",
+    "firmware_update",
+    "test",
+    "allocate",
+    "allocated",
+    "reserve",
+    "cleanup",
+];
+
+/// The `<phase>_data` sections that may declare attachments.
+pub const ATTACHMENT_SECTIONS: [&str; 3] = ["provision_data", "firmware_update_data", "test_data"];
+
+pub fn is_terminal(state: &str) -> bool {
+    TERMINAL_STATES.contains(&state)
+}
+
+/// Whether a job's attachments have arrived. A job whose submission declares
+/// attachments is not claimable until they are `Complete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachmentsStatus {
+    Waiting,
+    Complete,
+}
+
+impl AttachmentsStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentsStatus::Waiting => "waiting",
+            AttachmentsStatus::Complete => "complete",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "waiting" => Some(AttachmentsStatus::Waiting),
+            "complete" => Some(AttachmentsStatus::Complete),
+            _ => None,
+        }
+    }
+}
+
+/// A validated submission, ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub job_id: Uuid,
+    pub job_queue: String,
+    pub job_priority: i64,
+    pub exclude_agents: Vec<String>,
+    pub attachments_status: Option<AttachmentsStatus>,
+    /// The submission as validated (normalised values, without `job_id`),
+    /// unknown fields included: it is handed to the agent as it is.
+    pub job_data: Map<String, Value>,
+    pub created_at: Timestamp,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub job_id: Uuid,
+    pub job_queue: String,
+    pub job_priority: i64,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub attachments_status: Option<AttachmentsStatus>,
+    pub job_data: Map<String, Value>,
+    pub result_data: Map<String, Value>,
+}
+
+impl Job {
+    /// `GET /v1/job/{id}`: the job as submitted plus `job_id`.
+    pub fn definition(&self) -> Map<String, Value> {
+        let mut out = self.job_data.clone();
+        out.insert("job_id".into(), Value::String(self.job_id.to_string()));
+        out
+    }
+
+    /// The claim answer (SPEC.md §7): the submitted fields flattened, plus
+    /// `job_id`, `started_at` and `attachments_status` when relevant.
+    pub fn claim_view(&self) -> Map<String, Value> {
+        let mut out = self.definition();
+        if let Some(started) = self.started_at {
+            out.insert("started_at".into(), Value::String(started.to_rfc3339()));
+        }
+        if let Some(status) = self.attachments_status {
+            out.insert(
+                "attachments_status".into(),
+                Value::String(status.as_str().into()),
+            );
+        }
+        out
+    }
+}
+
+/// Validates a submitted job body (SPEC.md §5) and turns it into a [`NewJob`].
+/// Every bad field is reported at once. Unknown fields are kept.
+pub fn validate_submission(body: Value, now: Timestamp) -> Result<NewJob> {
+    let Value::Object(mut data) = body else {
+        let mut errors = FieldErrors::new();
+        errors.add("_schema", "The job must be a JSON object.");
+        return Err(Error::validation(errors));
+    };
+    let mut errors = FieldErrors::new();
+    // The server chooses the id of a new job (SPEC.md §5).
+    data.remove("job_id");
+
+    let job_queue = match data.get("job_queue") {
+        Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
+        Some(Value::String(_)) => {
+            errors.add("job_queue", "Must be a non-empty string.");
+            String::new()
+        }
+        Some(_) => {
+            errors.add("job_queue", "Not a valid string.");
+            String::new()
+        }
+        None => {
+            errors.add("job_queue", "Missing data for required field.");
+            String::new()
+        }
+    };
+
+    for field in ["name", "job_status_webhook"] {
+        check_string(&data, field, &mut errors);
+    }
+    if let Some(v) = data.get("debug") {
+        if !v.is_boolean() {
+            errors.add("debug", "Not a valid boolean.");
+        }
+    }
+    if let Some(v) = data.get("parent_job_id") {
+        match v.as_str() {
+            Some(s) if Uuid::parse_str(s).is_ok() => {}
+            _ => errors.add("parent_job_id", "Not a valid job id (a UUID string)."),
+        }
+    }
+    if let Some(url) = data.get("job_status_webhook").and_then(Value::as_str) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.add("job_status_webhook", "Must be an http:// or https:// URL.");
+        }
+    }
+    check_tags(&data, &mut errors);
+
+    let job_priority = match data.get("job_priority") {
+        None => 0,
+        Some(v) => match v.as_i64() {
+            Some(p) if p >= 0 => p,
+            _ => {
+                errors.add("job_priority", "Must be an integer of 0 or more.");
+                0
+            }
+        },
+    };
+    for field in ["global_timeout", "output_timeout", "allocation_timeout"] {
+        if let Some(v) = data.get(field) {
+            if !matches!(v.as_i64(), Some(n) if n > 0) {
+                errors.add(field, "Must be a positive integer (seconds).");
+            }
+        }
+    }
+    let exclude_agents = check_string_list(&data, "exclude_agents", &mut errors);
+
+    if let Some(v) = data.get("provision_data") {
+        if !(v.is_object() || v.is_null()) {
+            errors.add("provision_data", "Must be an object.");
+        }
+    }
+    for field in ["firmware_update_data", "allocate_data"] {
+        if let Some(v) = data.get(field) {
+            if !v.is_object() {
+                errors.add(field, "Must be an object.");
+            }
+        }
+    }
+    check_test_data(&data, &mut errors);
+    if let Some(reserve) = data.get_mut("reserve_data") {
+        check_reserve_data(reserve, &mut errors);
+    }
+
+    let mut has_attachments = false;
+    for section in ATTACHMENT_SECTIONS {
+        if let Some(list) = data.get(section).and_then(|s| s.get("attachments")) {
+            has_attachments |= check_attachments(section, list, &mut errors);
+        }
+    }
+
+    errors.into_result()?;
+    Ok(NewJob {
+        job_id: Uuid::new_v4(),
+        job_queue,
+        job_priority,
+        exclude_agents,
+        attachments_status: has_attachments.then_some(AttachmentsStatus::Waiting),
+        job_data: data,
+        created_at: now,
+    })
+}
+
+fn check_string(data: &Map<String, Value>, field: &str, errors: &mut FieldErrors) {
+    if let Some(v) = data.get(field) {
+        if !v.is_string() {
+            errors.add(field, "Not a valid string.");
+        }
+    }
+}
+
+/// A list of strings; returns the strings when it is one.
+fn check_string_list(
+    data: &Map<String, Value>,
+    field: &str,
+    errors: &mut FieldErrors,
+) -> Vec<String> {
+    match data.get(field) {
+        None => Vec::new(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(_) => {
+            errors.add(field, "Must be a list of strings.");
+            Vec::new()
+        }
+    }
+}
+
+/// Most tags a job may carry, and the longest tag in bytes (SPEC.md §2).
+pub const MAX_TAGS: usize = 100;
+pub const MAX_TAG_BYTES: usize = 256;
+
+fn check_tags(data: &Map<String, Value>, errors: &mut FieldErrors) {
+    let tags = check_string_list(data, "tags", errors);
+    if tags.len() > MAX_TAGS {
+        errors.add("tags", format!("At most {MAX_TAGS} tags are allowed."));
+    }
+    if tags.iter().any(|t| t.len() > MAX_TAG_BYTES) {
+        errors.add(
+            "tags",
+            format!("Each tag must be at most {MAX_TAG_BYTES} bytes."),
+        );
+    }
+}
+
+fn check_test_data(data: &Map<String, Value>, errors: &mut FieldErrors) {
+    let Some(test_data) = data.get("test_data") else {
+        return;
+    };
+    let Some(test_data) = test_data.as_object() else {
+        errors.add("test_data", "Must be an object.");
+        return;
+    };
+    if let Some(v) = test_data.get("test_cmds") {
+        if !v.is_string() {
+            errors.add("test_data.test_cmds", "Not a valid string.");
+        }
+    }
+    if let Some(secrets) = test_data.get("secrets") {
+        let Some(secrets) = secrets.as_object() else {
+            errors.add(
+                "test_data.secrets",
+                "Must be an object of ENV_NAME: secret path.",
+            );
+            return;
+        };
+        for (name, path) in secrets {
+            if !is_env_name(name) {
+                errors.add(
+                    format!("test_data.secrets.{name}"),
+                    "Not a valid environment variable name.",
+                );
+            }
+            if !path.as_str().is_some_and(is_secret_path) {
+                errors.add(
+                    format!("test_data.secrets.{name}"),
+                    "The secret path must be made of letters, digits, '_', '-' and '/'.",
+                );
+            }
+        }
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn is_secret_path(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'))
+}
+
+/// Checks an `attachments` list; returns whether it declares any attachment.
+fn check_attachments(section: &str, list: &Value, errors: &mut FieldErrors) -> bool {
+    let field = format!("{section}.attachments");
+    let Some(items) = list.as_array() else {
+        errors.add(field, "Must be a list of {\"agent\": path} objects.");
+        return false;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let ok = item.as_object().is_some_and(|o| {
+            o.get("agent").is_some_and(Value::is_string)
+                && o.get("device").is_none_or(Value::is_string)
+        });
+        if !ok {
+            errors.add(
+                format!("{field}.{i}"),
+                "Must be an object with a string \"agent\" (and optionally a string \"device\").",
+            );
+        }
+    }
+    !items.is_empty()
+}
+
+/// The reservation length used when a job does not give one (SPEC.md §5).
+pub const DEFAULT_RESERVATION_SECONDS: i64 = 3600;
+
+fn check_reserve_data(reserve: &mut Value, errors: &mut FieldErrors) {
+    let Some(reserve) = reserve.as_object_mut() else {
+        errors.add("reserve_data", "Must be an object.");
+        return;
+    };
+    if let Some(keys) = reserve.get("ssh_keys") {
+        let ok = keys.as_array().is_some_and(|keys| {
+            keys.iter()
+                .all(|k| k.as_str().is_some_and(is_ssh_key_reference))
+        });
+        if !ok {
+            errors.add(
+                "reserve_data.ssh_keys",
+                "Must be a list of \"lp:<user>\" or \"gh:<user>\" strings.",
+            );
+        }
+    }
+    if let Some(timeout) = reserve.get("timeout") {
+        match parse_duration(timeout) {
+            Some(seconds) => {
+                reserve.insert("timeout".into(), Value::from(seconds));
+            }
+            None => errors.add(
+                "reserve_data.timeout",
+                "Must be a positive number of seconds or a duration such as \"30m\" or \"7h\".",
+            ),
+        }
+    }
+}
+
+fn is_ssh_key_reference(key: &str) -> bool {
+    let user = key.strip_prefix("lp:").or_else(|| key.strip_prefix("gh:"));
+    user.is_some_and(|u| !u.is_empty() && !u.chars().any(char::is_whitespace))
+}
+
+/// A positive duration: an integer of seconds, or a string such as `3600`,
+/// `30m`, `7h`, `1d` or `1h30m`.
+pub fn parse_duration(value: &Value) -> Option<i64> {
+    let seconds = match value {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(text) => parse_duration_text(text.trim())?,
+        _ => return None,
+    };
+    (seconds > 0).then_some(seconds)
+}
+
+fn parse_duration_text(text: &str) -> Option<i64> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Some(seconds);
+    }
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        let n: i64 = number.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        number.clear();
+    }
+    number.is_empty().then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validate(body: Value) -> Result<NewJob> {
+        validate_submission(body, Timestamp::from_millis(0))
+    }
+
+    fn bad_fields(body: Value) -> Vec<String> {
+        match validate(body) {
+            Err(Error::Validation { fields, .. }) => fields.fields().map(str::to_owned).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keeps_unknown_fields_and_drops_the_submitted_job_id() {
+        let job = validate(json!({
+            "job_queue": "q", "job_id": "x", "my_field": {"a": 1}
+        }))
+        .unwrap();
+        assert_eq!(job.job_data["my_field"], json!({"a": 1}));
+        assert!(!job.job_data.contains_key("job_id"));
+        assert_eq!(job.job_queue, "q");
+        assert_eq!(job.job_priority, 0);
+    }
+
+    #[test]
+    fn lists_every_bad_field_at_once() {
+        let fields = bad_fields(json!({
+            "job_priority": -1,
+            "tags": "not-a-list",
+            "global_timeout": 0,
+            "reserve_data": {"timeout": "soon", "ssh_keys": ["bob"]},
+            "exclude_agents": [1],
+            "test_data": {"test_cmds": 5},
+        }));
+        assert_eq!(
+            fields,
+            vec![
+                "exclude_agents",
+                "global_timeout",
+                "job_priority",
+                "job_queue",
+                "reserve_data.ssh_keys",
+                "reserve_data.timeout",
+                "tags",
+                "test_data.test_cmds",
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_empty_queue_and_non_objects() {
+        assert_eq!(bad_fields(json!({"job_queue": " "})), vec!["job_queue"]);
+        assert_eq!(bad_fields(json!([1, 2])), vec!["_schema"]);
+        assert_eq!(bad_fields(json!({"job_queue": 3})), vec!["job_queue"]);
+    }
+
+    #[test]
+    fn a_boolean_or_float_priority_is_not_an_integer() {
+        assert_eq!(
+            bad_fields(json!({"job_queue": "q", "job_priority": true})),
+            vec!["job_priority"]
+        );
+        assert_eq!(
+            bad_fields(json!({"job_queue": "q", "job_priority": 1.5})),
+            vec!["job_priority"]
+        );
+    }
+
+    #[test]
+    fn normalises_reservation_durations_to_seconds() {
+        let job =
+            validate(json!({"job_queue": "q", "reserve_data": {"timeout": "1h30m"}})).unwrap();
+        assert_eq!(job.job_data["reserve_data"]["timeout"], json!(5400));
+        assert_eq!(parse_duration(&json!("30m")), Some(1800));
+        assert_eq!(parse_duration(&json!("7h")), Some(25200));
+        assert_eq!(parse_duration(&json!(60)), Some(60));
+        assert_eq!(parse_duration(&json!("90")), Some(90));
+        assert_eq!(parse_duration(&json!("h")), None);
+        assert_eq!(parse_duration(&json!("5x")), None);
+        assert_eq!(parse_duration(&json!(0)), None);
+    }
+
+    #[test]
+    fn declared_attachments_make_the_job_wait_for_them() {
+        let job = validate(json!({
+            "job_queue": "q",
+            "test_data": {"attachments": [{"agent": "a.txt"}]}
+        }))
+        .unwrap();
+        assert_eq!(job.attachments_status, Some(AttachmentsStatus::Waiting));
+        assert_eq!(
+            bad_fields(
+                json!({"job_queue": "q", "provision_data": {"attachments": [{"device": 1}]}})
+            ),
+            vec!["provision_data.attachments.0"]
+        );
+    }
+
+    #[test]
+    fn tag_limits_hold() {
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| i.to_string()).collect();
+        assert_eq!(
+            bad_fields(json!({"job_queue": "q", "tags": many})),
+            vec!["tags"]
+        );
+        let long = "x".repeat(MAX_TAG_BYTES + 1);
+        assert_eq!(
+            bad_fields(json!({"job_queue": "q", "tags": [long]})),
+            vec!["tags"]
+        );
+    }
+
+    #[test]
+    fn secrets_names_and_paths_are_checked() {
+        assert_eq!(
+            bad_fields(
+                json!({"job_queue": "q", "test_data": {"secrets": {"1BAD": "a/b", "OK": "a b"}}})
+            ),
+            vec!["test_data.secrets.1BAD", "test_data.secrets.OK"]
+        );
+        validate(json!({"job_queue": "q", "test_data": {"secrets": {"TOKEN": "ci/token"}}}))
+            .unwrap();
+    }
+
+    #[test]
+    fn terminal_states_are_the_three_of_the_spec() {
+        assert!(is_terminal("complete") && is_terminal("completed") && is_terminal("cancelled"));
+        assert!(!is_terminal("test") && !is_terminal("waiting"));
+    }
+}

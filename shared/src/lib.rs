@@ -1,0 +1,24 @@
+//! The Testflinger server's domain: job documents and their rules, the
+//! storage traits with their implementations, and configuration.
+//!
+//! Nothing here knows about HTTP. The `functions` crate maps these types to
+//! status codes; the `local` crate wires them to a socket.
+
+pub mod agents;
+pub mod blob;
+pub mod config;
+pub mod error;
+pub mod job;
+pub mod results;
+pub mod retention;
+pub mod store;
+pub mod timestamp;
+pub mod validation;
+
+pub use error::{Error, Result};
+pub use timestamp::Timestamp;
+
+/// The server's version, as the health check reports it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod backends;

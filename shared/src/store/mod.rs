@@ -1,0 +1,82 @@
+//! The document store: every record the server keeps except blobs.
+//!
+//! One trait, implemented by the embedded SQLite store (and by MongoDB in
+//! production). Rules live in the domain modules; a store only stores, but
+//! does so atomically where the rules need it (the claim, state moves).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::job::{Job, NewJob};
+use crate::results::ResultPatch;
+use crate::{Result, Timestamp};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Most distinct queues one claim may ask for.
+pub const MAX_CLAIM_QUEUES: usize = 100;
+
+/// `GET /v1/job`: which queues the agent serves and who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Distinct, non-empty queue names, at most [`MAX_CLAIM_QUEUES`].
+    pub queues: Vec<String>,
+    /// The `agent_name` cookie, matched against each job's `exclude_agents`.
+    pub agent_name: Option<String>,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    /// The job was already in a terminal state; nothing changed.
+    AlreadyFinished,
+    NotFound,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new job in state `waiting`.
+    async fn insert_job(&self, job: &NewJob) -> Result<()>;
+
+    async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>>;
+
+    /// Atomically moves the best eligible job (SPEC.md §7) to `running` and
+    /// returns it; `None` when nothing is eligible. Records `started_at` and
+    /// the wait. No two calls, from any process, ever return the same job.
+    async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>>;
+
+    /// Moves a job that is not terminal to `cancelled`.
+    async fn cancel_job(&self, job_id: Uuid) -> Result<CancelOutcome>;
+
+    /// Merges a result into the job's result (replacing `status` whole) and,
+    /// when it reports a state, moves the job by [`crate::results::next_state`]
+    /// in the same atomic step. `false` when the job does not exist.
+    async fn apply_result(&self, job_id: Uuid, patch: &ResultPatch, now: Timestamp)
+        -> Result<bool>;
+
+    /// Upserts advertised queues with their descriptions.
+    async fn upsert_queues(&self, queues: &BTreeMap<String, String>, now: Timestamp) -> Result<()>;
+
+    /// Every advertised queue with its description.
+    async fn list_queues(&self) -> Result<BTreeMap<String, String>>;
+
+    /// Replaces the image map of each named queue.
+    async fn set_images(
+        &self,
+        images: &BTreeMap<String, BTreeMap<String, String>>,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// The images of a queue; empty when none are known.
+    async fn get_images(&self, queue: &str) -> Result<BTreeMap<String, String>>;
+
+    /// Deletes jobs created before `cutoff` (with their results) and queues
+    /// not advertised since then; returns the ids of the deleted jobs so their
+    /// blobs can be removed too.
+    async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>>;
+}
