@@ -1,0 +1,376 @@
+//! Black box: the harness binary started on a free port and driven over
+//! HTTP, the way curl, the CLI and an agent drive it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_testflinger-local");
+
+/// A running harness; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts the harness with extra environment variables.
+    fn start_with(env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BINARY)
+            .args(["--bind", "127.0.0.1:0"])
+            .current_dir(data.path())
+            .env("TESTFLINGER_DATA_DIR", data.path().join("data"))
+            .env_remove("TESTFLINGER_CONFIG")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the harness binary starts");
+        let base = listening_address(&mut child);
+        Server {
+            child,
+            base,
+            _data: data,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the start-up log until the line that names the bound address, then
+/// keeps draining the log in the background so the server never blocks on it.
+fn listening_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(address);
+                    sent = true;
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the harness logs the address it listens on")
+}
+
+fn multipart_file(bytes: Vec<u8>) -> reqwest::multipart::Form {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name("artifact.tar.gz");
+    reqwest::multipart::Form::new().part("file", part)
+}
+
+#[tokio::test]
+async fn a_job_walks_from_submit_to_results_over_http() {
+    let server = Server::start();
+    let http = reqwest::Client::new();
+
+    let version = http.get(server.url("/v1/")).send().await.unwrap();
+    assert_eq!(version.status(), StatusCode::OK);
+    assert!(version
+        .text()
+        .await
+        .unwrap()
+        .starts_with("Testflinger Server v"));
+
+    // Submit, with a field the server does not know: it is passed through.
+    let submitted = http
+        .post(server.url("/v1/job"))
+        .json(&json!({"job_queue": "myqueue", "test_data": {"test_cmds": "echo hi"}, "lab_note": "bench 3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), StatusCode::OK);
+    let job_id = submitted.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Claim, as an agent does: repeated queue parameters and the cookie.
+    let claimed = http
+        .get(server.url("/v1/job?queue=other&queue=myqueue"))
+        .header("Cookie", "agent_name=agent-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claimed.status(), StatusCode::OK);
+    let job: Value = claimed.json().await.unwrap();
+    assert_eq!(job["job_id"], json!(job_id));
+    assert_eq!(job["lab_note"], json!("bench 3"));
+    assert_eq!(job["test_data"]["test_cmds"], json!("echo hi"));
+    assert!(job["started_at"].as_str().unwrap().ends_with('Z'));
+    let again = http
+        .get(server.url("/v1/job?queue=myqueue"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+
+    // Phases and the result.
+    for state in ["setup", "provision", "test"] {
+        let posted = http
+            .post(server.url(&format!("/v1/result/{job_id}")))
+            .json(&json!({"job_state": state}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), StatusCode::OK);
+        assert_eq!(posted.text().await.unwrap(), "OK");
+    }
+    let result = http
+        .post(server.url(&format!("/v1/result/{job_id}")))
+        .json(&json!({"exit_code": 0, "output": "foo", "status": {"test": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(result.status(), StatusCode::OK);
+
+    // An artifact of 3 MiB up and down, byte for byte.
+    let artifact: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let uploaded = http
+        .post(server.url(&format!("/v1/result/{job_id}/artifact")))
+        .multipart(multipart_file(artifact.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::OK);
+    let downloaded = http
+        .get(server.url(&format!("/v1/result/{job_id}/artifact")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(downloaded.status(), StatusCode::OK);
+    assert_eq!(
+        downloaded.headers()["content-disposition"],
+        "attachment; filename=artifact.tar.gz"
+    );
+    assert_eq!(
+        downloaded.bytes().await.unwrap().as_ref(),
+        artifact.as_slice()
+    );
+
+    let completed = http
+        .post(server.url(&format!("/v1/result/{job_id}")))
+        .json(&json!({"job_state": "complete"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completed.status(), StatusCode::OK);
+
+    let results: Value = http
+        .get(server.url(&format!("/v1/result/{job_id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(results["exit_code"], json!(0));
+    assert_eq!(results["output"], json!("foo"));
+    assert_eq!(results["test_status"], json!(0));
+    assert_eq!(results["job_state"], json!("complete"));
+
+    // A finished job cannot be cancelled.
+    let cancel = http
+        .post(server.url(&format!("/v1/job/{job_id}/action")))
+        .json(&json!({"action": "cancel"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn cancel_cases_over_http() {
+    let server = Server::start();
+    let http = reqwest::Client::new();
+    let submit = || async {
+        let answer: Value = http
+            .post(server.url("/v1/job"))
+            .json(&json!({"job_queue": "cancel-q"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["job_id"].as_str().unwrap().to_owned()
+    };
+    let cancel = |id: String| {
+        let http = http.clone();
+        let url = server.url(&format!("/v1/job/{id}/action"));
+        async move {
+            http.post(url)
+                .json(&json!({"action": "cancel"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let state = |id: String| {
+        let http = http.clone();
+        let url = server.url(&format!("/v1/result/{id}"));
+        async move {
+            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            v["job_state"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // A waiting job: cancelled, then no longer claimable.
+    let waiting = submit().await;
+    let answer = cancel(waiting.clone()).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "OK");
+    assert_eq!(state(waiting.clone()).await, "cancelled");
+    let claim = http
+        .get(server.url("/v1/job?queue=cancel-q"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), StatusCode::NO_CONTENT);
+
+    // Cancelled twice: 400 with a JSON message.
+    let twice = cancel(waiting.clone()).await;
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    let body: Value = twice.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("already"));
+
+    // A running job: cancelled, and the agent's later `complete` does not undo it.
+    let running = submit().await;
+    let claim = http
+        .get(server.url("/v1/job?queue=cancel-q"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), StatusCode::OK);
+    assert_eq!(cancel(running.clone()).await.status(), StatusCode::OK);
+    let late = http
+        .post(server.url(&format!("/v1/result/{running}")))
+        .json(&json!({"job_state": "complete"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), StatusCode::OK);
+    assert_eq!(state(running).await, "cancelled");
+
+    // Unknown job: 404; not a job id: 400; unknown action: 422.
+    let unknown = cancel("4c5e1f52-9b1d-4a5c-8f4e-2a6b7c8d9e0f".into()).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let bad_id = cancel("not-a-uuid".into()).await;
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+    let bad_action = http
+        .post(server.url(&format!("/v1/job/{waiting}/action")))
+        .json(&json!({"action": "explode"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_action.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_key() {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(BINARY)
+        .args(["--bind", "127.0.0.1:0"])
+        .current_dir(data.path())
+        .env("TESTFLINGER_DATA_DIR", data.path())
+        .env("TESTFLINGER_MAX_JSON_SIZE", "plenty")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TESTFLINGER_MAX_JSON_SIZE"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_config_file_is_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tf.conf");
+    std::fs::write(
+        &file,
+        "# tiny JSON bodies\nTESTFLINGER_MAX_JSON_SIZE = \"64\"\nTESTFLINGER_RETENTION_DAYS = \"zero\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    // The file's bad value stops start-up, naming the key.
+    let output = Command::new(BINARY)
+        .args(["--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("TESTFLINGER_CONFIG", file)
+        .env("TESTFLINGER_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TESTFLINGER_RETENTION_DAYS"), "{stderr}");
+
+    // The environment overrides it; the file's JSON limit still applies.
+    let server = Server::start_with(&[
+        ("TESTFLINGER_CONFIG", file),
+        ("TESTFLINGER_RETENTION_DAYS", "3"),
+    ]);
+    let http = reqwest::Client::new();
+    let small = http
+        .post(server.url("/v1/job"))
+        .json(&json!({"job_queue": "q"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), StatusCode::OK);
+    let large = http
+        .post(server.url("/v1/job"))
+        .json(&json!({"job_queue": "q", "padding": "x".repeat(100)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_server_cleanly() {
+    let mut server = Server::start();
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(server.url("/v1")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let pid = server.child.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(sent.success());
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            status = Some(exit);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("the server exits after Ctrl-C");
+    assert!(status.success(), "exit status {status}");
+}
