@@ -1,6 +1,8 @@
 //! Contract tests: the API of SPEC.md §2, §4.1–4.3, §5, §6 and §7, driven
-//! through the real router (no socket) over the embedded SQLite store in a
-//! fresh temporary folder per test.
+//! through the real router (no socket), each test on its own backends: the
+//! embedded store in a fresh temporary folder, or, with
+//! `TESTFLINGER_TEST_BACKENDS=production`, its own MongoDB database and S3
+//! bucket (`scripts/test.sh` runs both).
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,19 +11,18 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tempfile::TempDir;
 use testflinger_functions::{app, App, AppState};
-use testflinger_shared::backends::Backends;
 use testflinger_shared::config::Config;
+use testflinger_shared::testing::{open_config, TestEnv};
 use tower::ServiceExt;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------- helpers
 
-/// A router over its own data folder; the folder lives as long as the server.
+/// A router over its own backends, which live as long as the server.
 struct Server {
     app: App,
-    _dir: TempDir,
+    _env: TestEnv,
 }
 
 impl Server {
@@ -30,14 +31,14 @@ impl Server {
     }
 
     async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut config = Config::embedded(dir.path());
+        let env = TestEnv::from_env();
+        let mut config = env.config.clone();
         adjust(&mut config);
-        let backends = Backends::open(&config).await.expect("backends open");
+        let backends = open_config(&config).await;
         let state = AppState::new(&config, backends);
         Server {
             app: app(state),
-            _dir: dir,
+            _env: env,
         }
     }
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! testflinger-local [serve] [--bind ADDR:PORT]
+//! testflinger-local setup
 //! ```
 
 use std::net::SocketAddr;
@@ -17,8 +18,13 @@ const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
 const USAGE: &str = "\
 Usage: testflinger-local [serve] [--bind ADDR:PORT]
+       testflinger-local setup
 
-Serves the Testflinger API on one port (default 127.0.0.1:8000).
+serve (the default) serves the Testflinger API on one port (default
+127.0.0.1:8000). setup prepares the configured backends once per deployment
+(MongoDB indexes, including the retention TTLs, and the S3 bucket); running
+it again changes nothing.
+
 Configuration comes from the environment and from the file named by
 TESTFLINGER_CONFIG (default ./testflinger.conf, if present); see README.md.
 
@@ -29,6 +35,7 @@ Options:
 
 enum Command {
     Serve { bind: SocketAddr },
+    Setup,
     Help,
 }
 
@@ -38,6 +45,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "serve" => {}
+            "setup" if args.len() == 1 => return Ok(Command::Setup),
             "-h" | "--help" | "help" => return Ok(Command::Help),
             "--bind" => {
                 bind = rest
@@ -72,23 +80,39 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Serve { bind } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("testflinger-local: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(serve(bind)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(problem) => {
-                    eprintln!("testflinger-local: {problem}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Serve { bind } => run(serve(bind)),
+        Command::Setup => run(setup()),
+    }
+}
+
+/// Runs an async command to completion; its error is the exit message.
+fn run(command: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("testflinger-local: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("testflinger-local: {problem}");
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn setup() -> Result<(), String> {
+    let config = Config::load().map_err(|e| format!("configuration error: {e}"))?;
+    telemetry::init(config.log_format);
+    let done = Backends::setup(&config)
+        .await
+        .map_err(|e| format!("setup failed: {e}"))?;
+    for step in done {
+        println!("ready: {step}");
+    }
+    Ok(())
 }
 
 async fn serve(bind: SocketAddr) -> Result<(), String> {
@@ -170,6 +194,12 @@ mod tests {
             panic!("expected serve")
         };
         assert_eq!(bind.to_string(), "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn setup_is_a_subcommand() {
+        assert!(matches!(parse_args(&args(&["setup"])), Ok(Command::Setup)));
+        assert!(parse_args(&args(&["setup", "--bind", "x"])).is_err());
     }
 
     #[test]

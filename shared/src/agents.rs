@@ -61,7 +61,7 @@ pub fn validate_images(
 /// Queue and image names become document keys in MongoDB, so upstream
 /// forbids `.` and a leading `$`; the same rule holds on every backend.
 fn check_name(name: &str, errors: &mut FieldErrors) {
-    if name.is_empty() || name.contains('.') || name.starts_with('$') {
+    if !crate::validation::is_storable_key(name) {
         errors.add(
             name.to_owned(),
             "Names must be non-empty and contain no '.' nor a leading '$'.",

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Every key the server reads, with its meaning; the file may hold no other.
 pub const KEYS: &[(&str, &str)] = &[
@@ -26,6 +27,48 @@ pub const KEYS: &[(&str, &str)] = &[
         "days jobs, results and blobs are kept",
     ),
     ("TESTFLINGER_LOG_FORMAT", "text or json"),
+    ("MONGODB_URI", "MongoDB connection string (selects MongoDB)"),
+    ("MONGO_URI", "the same, upstream's older name"),
+    (
+        "MONGODB_HOST",
+        "MongoDB host, when no URI is given (default mongo)",
+    ),
+    ("MONGODB_PORT", "MongoDB port (default 27017)"),
+    ("MONGODB_USERNAME", "MongoDB user"),
+    ("MONGODB_PASSWORD", "MongoDB password"),
+    (
+        "MONGODB_DATABASE",
+        "database name (default: the URI's, else testflinger)",
+    ),
+    (
+        "MONGODB_AUTH_SOURCE",
+        "database that holds the MongoDB user",
+    ),
+    (
+        "MONGODB_MAX_POOL_SIZE",
+        "connections per process (default 10; 2 under Lambda)",
+    ),
+    (
+        "MONGODB_CONNECT_TIMEOUT",
+        "seconds to wait for MongoDB at start-up (default 10)",
+    ),
+    (
+        "ARTIFACT_BUCKET",
+        "S3 bucket for artifacts and attachments (selects S3)",
+    ),
+    ("S3_FORCE_PATH_STYLE", "true for path-style S3 servers"),
+    ("AWS_ENDPOINT_URL_S3", "S3 endpoint (default: AWS)"),
+    ("AWS_ENDPOINT_URL", "endpoint of every AWS service"),
+    (
+        "AWS_REGION",
+        "AWS region (default us-east-1 with a custom endpoint)",
+    ),
+    (
+        "AWS_ACCESS_KEY_ID",
+        "S3 access key (default: the SDK's credential chain)",
+    ),
+    ("AWS_SECRET_ACCESS_KEY", "S3 secret key"),
+    ("AWS_SESSION_TOKEN", "S3 session token"),
 ];
 
 pub const DEFAULT_CONFIG_FILE: &str = "testflinger.conf";
@@ -72,6 +115,62 @@ pub enum LogFormat {
 pub enum StoreConfig {
     /// SQLite in the data folder: nothing to install.
     Embedded,
+    MongoDb(MongoConfig),
+}
+
+/// How to reach MongoDB.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MongoConfig {
+    pub uri: String,
+    pub database: String,
+    pub max_pool_size: u32,
+    pub connect_timeout: Duration,
+    /// Kept only to blank it out of error messages.
+    password: Option<String>,
+}
+
+impl MongoConfig {
+    pub fn new(uri: impl Into<String>, database: impl Into<String>) -> Self {
+        let uri = uri.into();
+        MongoConfig {
+            password: uri_password(&uri),
+            uri,
+            database: database.into(),
+            max_pool_size: 10,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// `text` with the password, if any, blanked out.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Some(password) = self.password.as_deref().filter(|p| !p.is_empty()) {
+            out = out.replace(password, "***");
+            out = out.replace(&percent_encode(password), "***");
+        }
+        out
+    }
+
+    /// The URI without its credentials, for logs.
+    pub fn display_uri(&self) -> String {
+        match self.uri.split_once("://") {
+            Some((scheme, rest)) => {
+                let hosts = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+                format!("{scheme}://{hosts}")
+            }
+            None => self.redact(&self.uri),
+        }
+    }
+}
+
+impl std::fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("uri", &self.display_uri())
+            .field("database", &self.database)
+            .field("max_pool_size", &self.max_pool_size)
+            .finish()
+    }
 }
 
 /// Where artifacts and attachments live.
@@ -79,6 +178,31 @@ pub enum StoreConfig {
 pub enum BlobConfig {
     /// Files in the data folder.
     Filesystem,
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket. Unset endpoint, region and credentials fall back
+/// to the AWS SDK's own chain (environment, profile, role).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub force_path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("force_path_style", &self.force_path_style)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,8 +277,8 @@ impl Config {
         })?;
         Ok(Config {
             data_dir: PathBuf::from(get("TESTFLINGER_DATA_DIR").unwrap_or(DEFAULT_DATA_DIR)),
-            store: StoreConfig::Embedded,
-            blobs: BlobConfig::Filesystem,
+            store: store_config(&get, under_lambda)?,
+            blobs: blob_config(&get)?,
             limits,
             retention_days,
             log_format,
@@ -167,6 +291,146 @@ impl Config {
         config.data_dir = data_dir.into();
         config
     }
+}
+
+fn store_config<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    under_lambda: bool,
+) -> Result<StoreConfig, ConfigError> {
+    const SELECTING: [&str; 8] = [
+        "MONGODB_URI",
+        "MONGO_URI",
+        "MONGODB_HOST",
+        "MONGODB_PORT",
+        "MONGODB_USERNAME",
+        "MONGODB_PASSWORD",
+        "MONGODB_DATABASE",
+        "MONGODB_AUTH_SOURCE",
+    ];
+    if !SELECTING.iter().any(|key| get(key).is_some()) {
+        return Ok(StoreConfig::Embedded);
+    }
+    let uri = match get("MONGODB_URI").or_else(|| get("MONGO_URI")) {
+        Some(uri) => {
+            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+                let key = if get("MONGODB_URI").is_some() {
+                    "MONGODB_URI"
+                } else {
+                    "MONGO_URI"
+                };
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    value: "(hidden)".into(),
+                    problem: "expected a mongodb:// or mongodb+srv:// URI".into(),
+                });
+            }
+            uri.to_owned()
+        }
+        None => {
+            let host = get("MONGODB_HOST").unwrap_or("mongo");
+            let port = parse_or(get, "MONGODB_PORT", 27017u16, |v| {
+                v.parse::<u16>()
+                    .map_err(|_| "expected a port number".to_owned())
+            })?;
+            let credentials = match (get("MONGODB_USERNAME"), get("MONGODB_PASSWORD")) {
+                (Some(user), password) => format!(
+                    "{}:{}@",
+                    percent_encode(user),
+                    percent_encode(password.unwrap_or(""))
+                ),
+                (None, _) => String::new(),
+            };
+            let auth = get("MONGODB_AUTH_SOURCE")
+                .map(|db| format!("?authSource={}", percent_encode(db)))
+                .unwrap_or_default();
+            format!("mongodb://{credentials}{host}:{port}/{auth}")
+        }
+    };
+    let database = get("MONGODB_DATABASE")
+        .map(str::to_owned)
+        .or_else(|| uri_database(&uri))
+        .unwrap_or_else(|| "testflinger".to_owned());
+    let mut mongo = MongoConfig::new(uri, database);
+    if let Some(password) = get("MONGODB_PASSWORD") {
+        mongo.password = Some(password.to_owned());
+    }
+    mongo.max_pool_size = parse_or(
+        get,
+        "MONGODB_MAX_POOL_SIZE",
+        if under_lambda { 2 } else { 10 },
+        |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| "expected a whole number, 1 or more".to_owned())
+        },
+    )?;
+    mongo.connect_timeout = parse_or(
+        get,
+        "MONGODB_CONNECT_TIMEOUT",
+        Duration::from_secs(10),
+        |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Duration::from_secs)
+                .ok_or_else(|| "expected a whole number of seconds, 1 or more".to_owned())
+        },
+    )?;
+    Ok(StoreConfig::MongoDb(mongo))
+}
+
+fn blob_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<BlobConfig, ConfigError> {
+    let Some(bucket) = get("ARTIFACT_BUCKET") else {
+        return Ok(BlobConfig::Filesystem);
+    };
+    let force_path_style = parse_or(get, "S3_FORCE_PATH_STYLE", false, parse_bool)?;
+    let owned = |key: &str| get(key).map(str::to_owned);
+    Ok(BlobConfig::S3(S3Config {
+        bucket: bucket.to_owned(),
+        endpoint: owned("AWS_ENDPOINT_URL_S3").or_else(|| owned("AWS_ENDPOINT_URL")),
+        region: owned("AWS_REGION").or_else(|| owned("AWS_DEFAULT_REGION")),
+        force_path_style,
+        access_key_id: owned("AWS_ACCESS_KEY_ID"),
+        secret_access_key: owned("AWS_SECRET_ACCESS_KEY"),
+        session_token: owned("AWS_SESSION_TOKEN"),
+    }))
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The password in `scheme://user:password@hosts/...`, if any.
+fn uri_password(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let userinfo = rest.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p.to_owned())
+}
+
+/// The database in `scheme://hosts/database?options`, if any.
+fn uri_database(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let after_hosts = rest.split_once('/')?.1;
+    let name = after_hosts.split('?').next()?;
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 fn parse_or<'a, T>(
@@ -277,6 +541,82 @@ mod tests {
         );
         let err = Config::from_values(&values(&[("TESTFLINGER_LOG_FORMAT", "xml")])).unwrap_err();
         assert!(err.to_string().contains("TESTFLINGER_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn any_mongodb_key_selects_mongodb() {
+        let config = Config::from_values(&values(&[(
+            "MONGODB_URI",
+            "mongodb://db.example:27017/lab",
+        )]))
+        .unwrap();
+        let StoreConfig::MongoDb(mongo) = config.store else {
+            panic!("expected MongoDB")
+        };
+        assert_eq!(mongo.database, "lab");
+        assert_eq!(mongo.max_pool_size, 10);
+
+        let config = Config::from_values(&values(&[
+            ("MONGODB_HOST", "db"),
+            ("MONGODB_USERNAME", "tf"),
+            ("MONGODB_PASSWORD", "p@ss:word"),
+            ("MONGODB_AUTH_SOURCE", "admin"),
+            ("MONGODB_MAX_POOL_SIZE", "4"),
+        ]))
+        .unwrap();
+        let StoreConfig::MongoDb(mongo) = config.store else {
+            panic!("expected MongoDB")
+        };
+        assert_eq!(
+            mongo.uri,
+            "mongodb://tf:p%40ss%3Aword@db:27017/?authSource=admin"
+        );
+        assert_eq!(mongo.database, "testflinger");
+        assert_eq!(mongo.max_pool_size, 4);
+        assert_eq!(mongo.display_uri(), "mongodb://db:27017/?authSource=admin");
+        assert!(!format!("{mongo:?}").contains("p@ss"));
+        assert_eq!(
+            mongo.redact("auth failed for p@ss:word"),
+            "auth failed for ***"
+        );
+    }
+
+    #[test]
+    fn mongodb_settings_are_checked() {
+        for (key, value) in [
+            ("MONGODB_URI", "http://db"),
+            ("MONGODB_PORT", "lots"),
+            ("MONGODB_MAX_POOL_SIZE", "0"),
+        ] {
+            let mut pairs = vec![(key, value)];
+            if key != "MONGODB_URI" {
+                pairs.push(("MONGODB_HOST", "db"));
+            }
+            let err = Config::from_values(&values(&pairs)).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn artifact_bucket_selects_s3() {
+        let config = Config::from_values(&values(&[
+            ("ARTIFACT_BUCKET", "artifacts"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+        ]))
+        .unwrap();
+        let BlobConfig::S3(s3) = config.blobs else {
+            panic!("expected S3")
+        };
+        assert_eq!(s3.bucket, "artifacts");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(s3.force_path_style);
+        let err = Config::from_values(&values(&[
+            ("ARTIFACT_BUCKET", "a"),
+            ("S3_FORCE_PATH_STYLE", "maybe"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("S3_FORCE_PATH_STYLE"));
     }
 
     #[test]

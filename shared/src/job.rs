@@ -36,6 +36,9 @@ pub fn is_terminal(state: &str) -> bool {
     TERMINAL_STATES.contains(&state)
 }
 
+/// The server-owned field that says whether attachments have arrived.
+pub const ATTACHMENTS_STATUS: &str = "attachments_status";
+
 /// Whether a job's attachments have arrived. A job whose submission declares
 /// attachments is not claimable until they are `Complete`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +109,7 @@ impl Job {
         }
         if let Some(status) = self.attachments_status {
             out.insert(
-                "attachments_status".into(),
+                ATTACHMENTS_STATUS.into(),
                 Value::String(status.as_str().into()),
             );
         }
@@ -125,6 +128,10 @@ pub fn validate_submission(body: Value, now: Timestamp) -> Result<NewJob> {
     let mut errors = FieldErrors::new();
     // The server chooses the id of a new job (SPEC.md §5).
     data.remove("job_id");
+    crate::validation::check_storable_keys(data.keys(), &mut errors);
+    if data.contains_key(ATTACHMENTS_STATUS) {
+        errors.add(ATTACHMENTS_STATUS, "This field is set by the server.");
+    }
 
     let job_queue = match data.get("job_queue") {
         Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
@@ -508,6 +515,16 @@ mod tests {
                 json!({"job_queue": "q", "provision_data": {"attachments": [{"device": 1}]}})
             ),
             vec!["provision_data.attachments.0"]
+        );
+    }
+
+    #[test]
+    fn field_names_must_be_storable_and_attachments_status_is_the_servers() {
+        assert_eq!(
+            bad_fields(
+                json!({"job_queue": "q", "a.b": 1, "$x": 2, "attachments_status": "complete"})
+            ),
+            vec!["$x", "a.b", "attachments_status"]
         );
     }
 

@@ -12,6 +12,8 @@ pub mod job;
 pub mod results;
 pub mod retention;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod timestamp;
 pub mod validation;
 

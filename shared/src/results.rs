@@ -19,11 +19,14 @@ pub struct ResultPatch {
 /// integers, `device_info` must be an object and `job_state` a non-empty string.
 pub fn validate_result(mut body: Map<String, Value>) -> Result<ResultPatch> {
     let mut errors = FieldErrors::new();
+    crate::validation::check_storable_keys(body.keys(), &mut errors);
     if let Some(status) = body.get("status") {
         match status.as_object() {
             Some(map) => {
                 for (phase, code) in map {
-                    if !code.is_i64() {
+                    if !crate::validation::is_storable_key(phase) {
+                        errors.add(format!("status.{phase}"), "Not a valid phase name.");
+                    } else if !code.is_i64() {
                         errors.add(format!("status.{phase}"), "Must be an integer exit code.");
                     }
                 }
@@ -51,10 +54,16 @@ pub fn validate_result(mut body: Map<String, Value>) -> Result<ResultPatch> {
     })
 }
 
+/// Whether an agent may move a job into `reported` at all: `waiting` is the
+/// server's own state and never comes back.
+pub fn is_reportable(reported: &str) -> bool {
+    reported != job::WAITING
+}
+
 /// Where an agent-reported state leads: the new state, or the terminal state
 /// the job keeps (the report is then only recorded in the result).
 pub fn next_state(current: &str, reported: &str) -> Option<String> {
-    if job::is_terminal(current) || reported == job::WAITING {
+    if job::is_terminal(current) || !is_reportable(reported) {
         None
     } else {
         Some(reported.to_owned())
@@ -110,6 +119,13 @@ mod tests {
         };
         let names: Vec<_> = fields.fields().collect();
         assert_eq!(names, vec!["device_info", "job_state", "status.test"]);
+    }
+
+    #[test]
+    fn keys_must_be_storable() {
+        assert!(validate_result(obj(json!({"a.b": 1}))).is_err());
+        assert!(validate_result(obj(json!({"$set": 1}))).is_err());
+        assert!(validate_result(obj(json!({"status": {"a.b": 1}}))).is_err());
     }
 
     #[test]

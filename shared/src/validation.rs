@@ -37,3 +37,21 @@ impl FieldErrors {
         }
     }
 }
+
+/// Whether a client-chosen key can be stored on every backend: document
+/// stores read `.` as a path separator and a leading `$` as an operator.
+pub fn is_storable_key(key: &str) -> bool {
+    !key.is_empty() && !key.contains('.') && !key.starts_with('$')
+}
+
+/// Adds an error for each top-level key that [`is_storable_key`] refuses.
+pub fn check_storable_keys<'a>(keys: impl Iterator<Item = &'a String>, errors: &mut FieldErrors) {
+    for key in keys {
+        if !is_storable_key(key) {
+            errors.add(
+                key.clone(),
+                "Field names must be non-empty and contain no '.' nor a leading '$'.",
+            );
+        }
+    }
+}

@@ -96,6 +96,14 @@ impl BlobStore for FsBlobStore {
         }))
     }
 
+    async fn size(&self, key: &BlobKey) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::backend("reading a blob file", e)),
+        }
+    }
+
     async fn delete(&self, key: &BlobKey) -> Result<()> {
         match tokio::fs::remove_file(self.path(key)).await {
             Ok(()) => Ok(()),

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,8 +14,10 @@ use uuid::Uuid;
 use crate::Result;
 
 pub mod fs;
+pub mod s3;
 
 pub use fs::FsBlobStore;
+pub use s3::S3BlobStore;
 
 /// A stream of body chunks. A chunk error of kind [`io::ErrorKind::FileTooLarge`]
 /// means the sender went over a limit; any other error means the upload broke.
@@ -87,8 +90,28 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Opens a stored blob for streaming; `None` when there is none.
     async fn get(&self, key: &BlobKey) -> Result<Option<Blob>>;
 
+    /// The size of a stored blob; `None` when there is none.
+    async fn size(&self, key: &BlobKey) -> Result<Option<u64>>;
+
     /// Removes a blob; removing a missing one is not an error.
     async fn delete(&self, key: &BlobKey) -> Result<()>;
+
+    /// A URL from which a client can download the blob directly, valid for
+    /// `expires`; `None` when the store cannot hand one out (files).
+    async fn presigned_get(&self, _key: &BlobKey, _expires: Duration) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// A URL to which a client can `PUT` exactly `size` bytes directly;
+    /// `None` when the store cannot hand one out (files).
+    async fn presigned_put(
+        &self,
+        _key: &BlobKey,
+        _expires: Duration,
+        _size: u64,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Maps an error from an upload body to the domain's error.

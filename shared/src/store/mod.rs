@@ -13,8 +13,10 @@ use crate::job::{Job, NewJob};
 use crate::results::ResultPatch;
 use crate::{Result, Timestamp};
 
+pub mod mongo;
 pub mod sqlite;
 
+pub use mongo::MongoStore;
 pub use sqlite::SqliteStore;
 
 /// Most distinct queues one claim may ask for.

@@ -1,0 +1,458 @@
+//! The production document store: MongoDB through the official driver.
+//!
+//! Collections and fields follow upstream Testflinger (`jobs` with
+//! `job_data`, `result_data.job_state`, `job_priority`, `created_at`; `queues`;
+//! `queue_wait_times`), so an operator who knows upstream's database finds
+//! their way. Indexes are created by [`MongoStore::setup`], an explicit,
+//! idempotent deploy step, never on a cold start.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{self, doc, Bson, DateTime, Document};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{CancelOutcome, ClaimRequest, Store};
+use crate::config::MongoConfig;
+use crate::job::{self, AttachmentsStatus, Job, NewJob, ATTACHMENTS_STATUS};
+use crate::results::{self, ResultPatch};
+use crate::{Error, Result, Timestamp};
+
+const JOBS: &str = "jobs";
+const QUEUES: &str = "queues";
+const WAIT_TIMES: &str = "queue_wait_times";
+
+/// The compound index that serves the claim's filter and sort.
+pub const CLAIM_INDEX: &str = "claim_order";
+
+pub struct MongoStore {
+    db: Database,
+}
+
+impl MongoStore {
+    /// Connects and checks that the server answers, so that a wrong address
+    /// fails at start-up with a message naming the host (never the password).
+    pub async fn connect(config: &MongoConfig) -> Result<Self> {
+        let mut options = ClientOptions::parse(&config.uri).await.map_err(|e| {
+            Error::backend("reading the MongoDB URI", config.redact(&e.to_string()))
+        })?;
+        options.app_name = Some("testflinger-rs".into());
+        options.max_pool_size = Some(config.max_pool_size);
+        options.server_selection_timeout = Some(config.connect_timeout);
+        options.connect_timeout = Some(config.connect_timeout);
+        let hosts = options
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let client = Client::with_options(options).map_err(|e| {
+            Error::backend(
+                "configuring the MongoDB client",
+                config.redact(&e.to_string()),
+            )
+        })?;
+        let db = client.database(&config.database);
+        db.run_command(doc! {"ping": 1}).await.map_err(|e| {
+            Error::backend(
+                "connecting to MongoDB",
+                format!(
+                    "cannot reach MongoDB at {hosts}: {}",
+                    config.redact(&e.to_string())
+                ),
+            )
+        })?;
+        Ok(MongoStore { db })
+    }
+
+    /// Creates every index (idempotent): the claim index, unique keys and
+    /// the TTL indexes that implement retention.
+    pub async fn setup(&self, retention_days: u32) -> Result<()> {
+        let ttl = Duration::from_secs(u64::from(retention_days) * 86_400);
+        let index = |keys: Document, name: &str, unique: bool, expire: Option<Duration>| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .name(name.to_owned())
+                        .unique(unique.then_some(true))
+                        .expire_after(expire)
+                        .build(),
+                )
+                .build()
+        };
+        let jobs = self.db.collection::<Document>(JOBS);
+        jobs.create_indexes([
+            index(doc! {"job_id": 1}, "job_id", true, None),
+            index(
+                doc! {"result_data.job_state": 1, "job_data.job_queue": 1, "job_priority": -1, "created_at": 1, "_id": 1},
+                CLAIM_INDEX,
+                false,
+                None,
+            ),
+            index(doc! {"created_at": 1}, "retention", false, Some(ttl)),
+        ])
+        .await
+        .map_err(|e| Error::backend("creating the jobs indexes", e))?;
+        self.db
+            .collection::<Document>(QUEUES)
+            .create_indexes([
+                index(doc! {"name": 1}, "name", true, None),
+                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+            ])
+            .await
+            .map_err(|e| Error::backend("creating the queues indexes", e))?;
+        self.db
+            .collection::<Document>(WAIT_TIMES)
+            .create_indexes([
+                index(doc! {"name": 1, "claimed_at": 1}, "by_queue", false, None),
+                index(doc! {"claimed_at": 1}, "retention", false, Some(ttl)),
+            ])
+            .await
+            .map_err(|e| Error::backend("creating the wait-time indexes", e))?;
+        Ok(())
+    }
+
+    fn jobs(&self) -> Collection<Document> {
+        self.db.collection(JOBS)
+    }
+
+    fn queues(&self) -> Collection<Document> {
+        self.db.collection(QUEUES)
+    }
+}
+
+fn date(t: Timestamp) -> DateTime {
+    DateTime::from_millis(t.millis())
+}
+
+fn to_document(map: &Map<String, Value>, what: &'static str) -> Result<Document> {
+    bson::to_document(map)
+        .map_err(|e| Error::BadRequest(format!("The {what} cannot be stored: {e}.")))
+}
+
+fn to_json_map(document: Document) -> Map<String, Value> {
+    match Bson::Document(document).into_relaxed_extjson() {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn int(document: &Document, key: &str) -> i64 {
+    match document.get(key) {
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Double(n)) => *n as i64,
+        _ => 0,
+    }
+}
+
+fn job_from_document(mut document: Document) -> Result<Job> {
+    let corrupt =
+        |what: &str| Error::backend("reading a job", format!("job document without {what}"));
+    let job_id = document
+        .get_str("job_id")
+        .ok()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| corrupt("a job_id"))?;
+    let created_at = document
+        .get_datetime("created_at")
+        .map_err(|_| corrupt("created_at"))?
+        .timestamp_millis();
+    let started_at = document
+        .get_datetime("started_at")
+        .ok()
+        .map(|d| Timestamp::from_millis(d.timestamp_millis()));
+    let job_priority = int(&document, "job_priority");
+    let mut job_data = match document.remove("job_data") {
+        Some(Bson::Document(d)) => d,
+        _ => return Err(corrupt("job_data")),
+    };
+    let attachments_status = match job_data.remove(ATTACHMENTS_STATUS) {
+        Some(Bson::String(s)) => AttachmentsStatus::parse(&s),
+        _ => None,
+    };
+    let mut result_data = match document.remove("result_data") {
+        Some(Bson::Document(d)) => d,
+        _ => Document::new(),
+    };
+    let state = match result_data.remove("job_state") {
+        Some(Bson::String(s)) => s,
+        _ => return Err(corrupt("result_data.job_state")),
+    };
+    let job_data = to_json_map(job_data);
+    Ok(Job {
+        job_id,
+        job_queue: job_data
+            .get("job_queue")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        job_priority,
+        state,
+        created_at: Timestamp::from_millis(created_at),
+        started_at,
+        attachments_status,
+        job_data,
+        result_data: to_json_map(result_data),
+    })
+}
+
+fn terminal_states() -> Vec<&'static str> {
+    job::TERMINAL_STATES.to_vec()
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn insert_job(&self, job: &NewJob) -> Result<()> {
+        let mut job_data = to_document(&job.job_data, "job")?;
+        if let Some(status) = job.attachments_status {
+            job_data.insert(ATTACHMENTS_STATUS, status.as_str());
+        }
+        let document = doc! {
+            "job_id": job.job_id.to_string(),
+            "created_at": date(job.created_at),
+            "updated_at": date(job.created_at),
+            "job_priority": job.job_priority,
+            "job_data": job_data,
+            "result_data": {"job_state": job::WAITING},
+        };
+        self.jobs()
+            .insert_one(document)
+            .await
+            .map_err(|e| Error::backend("storing a job", e))?;
+        Ok(())
+    }
+
+    async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>> {
+        self.jobs()
+            .find_one(doc! {"job_id": job_id.to_string()})
+            .await
+            .map_err(|e| Error::backend("reading a job", e))?
+            .map(job_from_document)
+            .transpose()
+    }
+
+    async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>> {
+        if request.queues.is_empty() {
+            return Ok(None);
+        }
+        let mut filter = doc! {
+            "result_data.job_state": job::WAITING,
+            "job_data.job_queue": {"$in": &request.queues},
+            format!("job_data.{ATTACHMENTS_STATUS}"): {"$ne": AttachmentsStatus::Waiting.as_str()},
+        };
+        if let Some(agent) = &request.agent_name {
+            filter.insert("job_data.exclude_agents", doc! {"$ne": agent});
+        }
+        let claimed = self
+            .jobs()
+            .find_one_and_update(
+                filter,
+                doc! {"$set": {
+                    "result_data.job_state": job::RUNNING,
+                    "started_at": date(now),
+                    "updated_at": date(now),
+                }},
+            )
+            // `_id` (an ObjectId, increasing within a process) breaks ties
+            // between jobs created in the same millisecond.
+            .sort(doc! {"job_priority": -1, "created_at": 1, "_id": 1})
+            .hint(mongodb::options::Hint::Name(CLAIM_INDEX.into()))
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|e| Error::backend("claiming a job", e))?;
+        let Some(document) = claimed else {
+            return Ok(None);
+        };
+        let job = job_from_document(document)?;
+        self.db
+            .collection::<Document>(WAIT_TIMES)
+            .insert_one(doc! {
+                "name": &job.job_queue,
+                "claimed_at": date(now),
+                "wait_ms": (now.millis() - job.created_at.millis()).max(0),
+            })
+            .await
+            .map_err(|e| Error::backend("recording a wait time", e))?;
+        Ok(Some(job))
+    }
+
+    async fn cancel_job(&self, job_id: Uuid) -> Result<CancelOutcome> {
+        let id = job_id.to_string();
+        let changed = self
+            .jobs()
+            .update_one(
+                doc! {"job_id": &id, "result_data.job_state": {"$nin": terminal_states()}},
+                doc! {"$set": {"result_data.job_state": job::CANCELLED, "updated_at": date(Timestamp::now())}},
+            )
+            .await
+            .map_err(|e| Error::backend("cancelling a job", e))?;
+        if changed.matched_count == 1 {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        let exists = self
+            .jobs()
+            .count_documents(doc! {"job_id": &id})
+            .await
+            .map_err(|e| Error::backend("cancelling a job", e))?;
+        Ok(if exists > 0 {
+            CancelOutcome::AlreadyFinished
+        } else {
+            CancelOutcome::NotFound
+        })
+    }
+
+    async fn apply_result(
+        &self,
+        job_id: Uuid,
+        patch: &ResultPatch,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let id = job_id.to_string();
+        let mut set = Document::new();
+        for (key, value) in &patch.fields {
+            let value = bson::to_bson(value).map_err(|e| {
+                Error::BadRequest(format!("The result field {key} cannot be stored: {e}."))
+            })?;
+            set.insert(format!("result_data.{key}"), value);
+        }
+        set.insert("updated_at", date(now));
+        // The state moves only when the job is not terminal (one atomic
+        // update); otherwise the report is only recorded, as the domain's
+        // `next_state` says.
+        if let Some(reported) = patch
+            .job_state
+            .as_deref()
+            .filter(|s| results::is_reportable(s))
+        {
+            let mut moving = set.clone();
+            moving.insert("result_data.job_state", reported);
+            let moved = self
+                .jobs()
+                .update_one(
+                    doc! {"job_id": &id, "result_data.job_state": {"$nin": terminal_states()}},
+                    doc! {
+                        "$set": moving,
+                        "$unset": {format!("result_data.{}", results::REPORTED_STATE_KEY): ""},
+                    },
+                )
+                .await
+                .map_err(|e| Error::backend("storing a result", e))?;
+            if moved.matched_count == 1 {
+                return Ok(true);
+            }
+        }
+        if let Some(reported) = &patch.job_state {
+            set.insert(
+                format!("result_data.{}", results::REPORTED_STATE_KEY),
+                reported.as_str(),
+            );
+        }
+        let recorded = self
+            .jobs()
+            .update_one(doc! {"job_id": &id}, doc! {"$set": set})
+            .await
+            .map_err(|e| Error::backend("storing a result", e))?;
+        Ok(recorded.matched_count == 1)
+    }
+
+    async fn upsert_queues(&self, queues: &BTreeMap<String, String>, now: Timestamp) -> Result<()> {
+        for (name, description) in queues {
+            self.queues()
+                .update_one(
+                    doc! {"name": name},
+                    doc! {"$set": {"description": description, "updated_at": date(now)}},
+                )
+                .upsert(true)
+                .await
+                .map_err(|e| Error::backend("storing queues", e))?;
+        }
+        Ok(())
+    }
+
+    async fn list_queues(&self) -> Result<BTreeMap<String, String>> {
+        let documents: Vec<Document> = self
+            .queues()
+            .find(doc! {"description": {"$exists": true}})
+            .await
+            .map_err(|e| Error::backend("reading queues", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("reading queues", e))?;
+        Ok(documents
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    d.get_str("name").ok()?.to_owned(),
+                    d.get_str("description").ok()?.to_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn set_images(
+        &self,
+        images: &BTreeMap<String, BTreeMap<String, String>>,
+        _now: Timestamp,
+    ) -> Result<()> {
+        for (queue, map) in images {
+            let map: Document = map
+                .iter()
+                .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
+                .collect();
+            self.queues()
+                .update_one(doc! {"name": queue}, doc! {"$set": {"images": map}})
+                .upsert(true)
+                .await
+                .map_err(|e| Error::backend("storing images", e))?;
+        }
+        Ok(())
+    }
+
+    async fn get_images(&self, queue: &str) -> Result<BTreeMap<String, String>> {
+        let document = self
+            .queues()
+            .find_one(doc! {"name": queue})
+            .await
+            .map_err(|e| Error::backend("reading images", e))?;
+        Ok(document
+            .as_ref()
+            .and_then(|d| d.get_document("images").ok())
+            .map(|images| {
+                images
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>> {
+        // The TTL indexes of `setup` do this continuously; a sweep only
+        // catches what they have not reached yet.
+        let filter = doc! {"created_at": {"$lt": date(cutoff)}};
+        let expired: Vec<Document> = self
+            .jobs()
+            .find(filter.clone())
+            .projection(doc! {"job_id": 1})
+            .await
+            .map_err(|e| Error::backend("purging expired jobs", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("purging expired jobs", e))?;
+        self.jobs()
+            .delete_many(filter)
+            .await
+            .map_err(|e| Error::backend("purging expired jobs", e))?;
+        Ok(expired
+            .iter()
+            .filter_map(|d| Uuid::parse_str(d.get_str("job_id").ok()?).ok())
+            .collect())
+    }
+}
