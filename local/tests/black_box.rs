@@ -1,82 +1,15 @@
 //! Black box: the harness binary started on a free port and driven over
 //! HTTP, the way curl, the CLI and an agent drive it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
+
+use common::{Server, BINARY};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_testflinger-local");
-
-/// A running harness; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        Self::start_with(&[])
-    }
-
-    /// Starts the harness with extra environment variables.
-    fn start_with(env: &[(&str, &str)]) -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BINARY)
-            .args(["--bind", "127.0.0.1:0"])
-            .current_dir(data.path())
-            .env("TESTFLINGER_DATA_DIR", data.path().join("data"))
-            .env_remove("TESTFLINGER_CONFIG")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the harness binary starts");
-        let base = listening_address(&mut child);
-        Server {
-            child,
-            base,
-            _data: data,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads the start-up log until the line that names the bound address, then
-/// keeps draining the log in the background so the server never blocks on it.
-fn listening_address(child: &mut Child) -> String {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let address = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(address);
-                    sent = true;
-                }
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the harness logs the address it listens on")
-}
 
 fn multipart_file(bytes: Vec<u8>) -> reqwest::multipart::Form {
     let part = reqwest::multipart::Part::bytes(bytes).file_name("artifact.tar.gz");
@@ -373,4 +306,31 @@ async fn ctrl_c_stops_the_server_cleanly() {
     }
     let status = status.expect("the server exits after Ctrl-C");
     assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn an_unreachable_mongodb_stops_start_up_naming_the_host_not_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let output = Command::new(BINARY)
+        .args(["--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("TESTFLINGER_CONFIG")
+        .env(
+            "MONGODB_URI",
+            "mongodb://lab:hunter2-secret@127.0.0.1:1/testflinger",
+        )
+        .env("MONGODB_CONNECT_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach MongoDB at 127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2-secret"),
+        "the password leaked: {stderr}"
+    );
 }

@@ -1,0 +1,86 @@
+//! Starting the harness binary for black-box tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_testflinger-local");
+
+/// A running harness on a free port; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts the harness with extra environment variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BINARY)
+            .args(["--bind", "127.0.0.1:0"])
+            .current_dir(data.path())
+            .env("TESTFLINGER_DATA_DIR", data.path().join("data"))
+            .env_remove("TESTFLINGER_CONFIG")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the harness binary starts");
+        let base = listening_address(&mut child);
+        Server {
+            child,
+            base,
+            _data: data,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the start-up log until the line that names the bound address, then
+/// keeps draining the log in the background so the server never blocks on it.
+fn listening_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        let mut early = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(Ok(address));
+                    sent = true;
+                } else {
+                    early.push(line);
+                }
+            }
+        }
+        if !sent {
+            let _ = tx.send(Err(early.join("\n")));
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(address)) => address,
+        Ok(Err(log)) => panic!("the harness stopped before listening:\n{log}"),
+        Err(_) => panic!("the harness did not log the address it listens on"),
+    }
+}
