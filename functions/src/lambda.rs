@@ -11,7 +11,9 @@ pub async fn serve(endpoint: &str) -> Result<(), lambda_http::Error> {
     let config = Config::load()?;
     telemetry::init(config.log_format);
     let backends = Backends::open(&config).await?;
-    let app = endpoint_app(endpoint, AppState::new(&config, backends))
+    let mut state = AppState::new(&config, backends);
+    state.direct_transfers = true;
+    let app = endpoint_app(endpoint, state)
         .ok_or_else(|| format!("no endpoint is named {endpoint:?}"))?;
     lambda_http::run(app).await
 }

@@ -65,6 +65,12 @@ pub static ENDPOINTS: &[Endpoint] = &[
         artifacts::download_artifact
     ),
     endpoint!(
+        "artifact-upload-url",
+        POST,
+        "/v1/result/{id}/artifact/upload-url",
+        artifacts::artifact_upload_url
+    ),
+    endpoint!(
         "agent-queues-post",
         POST,
         "/v1/agents/queues",

@@ -12,6 +12,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub limits: Limits,
+    /// Send large blobs straight between clients and the object store
+    /// (presigned URLs) instead of through this process: on under Lambda,
+    /// whose payloads are capped at 6 MB; off in the harness, which streams.
+    pub direct_transfers: bool,
 }
 
 impl AppState {
@@ -20,6 +24,7 @@ impl AppState {
             store: backends.store,
             blobs: backends.blobs,
             limits: config.limits,
+            direct_transfers: false,
         }
     }
 }

@@ -1,18 +1,21 @@
 //! Artifacts: streamed in from the agent, streamed out to clients.
 
 use std::io;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use futures::TryStreamExt;
+use serde_json::{json, Value};
 use testflinger_shared::blob::{BlobKey, ByteStream};
 
 use super::{no_content, ok_text};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JobId;
+use crate::extract::{JobId, JsonObject};
 use crate::AppState;
 
 /// `POST /v1/result/{id}/artifact`: multipart, field `file`.
@@ -34,13 +37,88 @@ pub async fn download_artifact(
     State(state): State<AppState>,
     JobId(id): JobId,
 ) -> ApiResult<Response> {
-    stream_blob(
-        &state,
-        BlobKey::artifact(id),
-        "application/gzip",
-        "artifact.tar.gz",
-    )
-    .await
+    let key = BlobKey::artifact(id);
+    if let Some(redirect) = redirect_large_blob(&state, &key).await? {
+        return Ok(redirect);
+    }
+    stream_blob(&state, key, "application/gzip", "artifact.tar.gz").await
+}
+
+/// Blobs above this size are redirected when transfers go direct: Lambda
+/// answers at most 6 MB, and binary bodies grow by a third in base64.
+pub const DIRECT_DOWNLOAD_THRESHOLD: u64 = 4 * 1024 * 1024;
+
+/// How long a presigned URL stays valid.
+pub const PRESIGNED_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// `307` to a presigned download URL, when transfers go direct, the blob is
+/// large and the store can presign; `None` to stream it (or answer 204).
+async fn redirect_large_blob(state: &AppState, key: &BlobKey) -> ApiResult<Option<Response>> {
+    if !state.direct_transfers {
+        return Ok(None);
+    }
+    match state.blobs.size(key).await? {
+        Some(size) if size > DIRECT_DOWNLOAD_THRESHOLD => {}
+        _ => return Ok(None),
+    }
+    let Some(url) = state
+        .blobs
+        .presigned_get(key, PRESIGNED_URL_LIFETIME)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response(),
+    ))
+}
+
+/// `POST /v1/result/{id}/artifact/upload-url` `{"size": bytes}`: a presigned
+/// URL to which the agent `PUT`s the artifact straight into the object store,
+/// for deployments whose gateway caps request bodies (API Gateway: 10 MB).
+pub async fn artifact_upload_url(
+    State(state): State<AppState>,
+    JobId(id): JobId,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let size = match body.get("size").and_then(Value::as_u64) {
+        Some(size) if size > 0 => size,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "json",
+                "size",
+                "Give the artifact's size in bytes, a positive integer.",
+            ))
+        }
+    };
+    if size > state.limits.blob {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The artifact is larger than the limit of {} bytes.",
+                state.limits.blob
+            ),
+        ));
+    }
+    if state.store.get_job(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("Job {id} not found.")));
+    }
+    let key = BlobKey::artifact(id);
+    let Some(url) = state
+        .blobs
+        .presigned_put(&key, PRESIGNED_URL_LIFETIME, size)
+        .await?
+    else {
+        return Err(ApiError::bad_request(format!(
+            "This server stores artifacts itself: POST the artifact as multipart field \"file\" to /v1/result/{id}/artifact."
+        )));
+    };
+    Ok(Json(json!({
+        "url": url,
+        "method": "PUT",
+        "headers": {"Content-Length": size.to_string()},
+        "expires_in": PRESIGNED_URL_LIFETIME.as_secs(),
+    })))
 }
 
 /// Streams the multipart field `file` into the blob store under `key`.
