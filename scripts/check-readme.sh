@@ -4,19 +4,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+. "$root/scripts/lib/harness.sh"
+HARNESS_PID=
+trap '[ -n "$HARNESS_PID" ] && kill "$HARNESS_PID" 2>/dev/null; rm -rf "$work"' EXIT
 
 cargo build --quiet --manifest-path "$root/Cargo.toml" --workspace --bins
-(cd "$work" && TESTFLINGER_DATA_DIR="$work/data" RUST_LOG=info \
-  exec "$root/target/debug/testflinger-local" --bind 127.0.0.1:0 >/dev/null 2>"$work/log") &
-pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/log" 2>/dev/null && break
-  sleep 0.1
-done
-SERVER=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/log" | head -1)
-[ -n "$SERVER" ] || { echo "the server did not start:"; cat "$work/log"; exit 1; }
+start_harness "$root/target/debug/testflinger-local" "$work"
 
 # Every ```bash block of the README, in order, as one script.
 awk '/^```bash$/ {on=1; next} /^```$/ {on=0} on' "$root/README.md" > "$work/walkthrough.sh"

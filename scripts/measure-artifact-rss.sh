@@ -6,19 +6,15 @@ set -euo pipefail
 size_mib=${1:-1024}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+. "$root/scripts/lib/harness.sh"
+HARNESS_PID=
+trap '[ -n "$HARNESS_PID" ] && kill "$HARNESS_PID" 2>/dev/null; rm -rf "$work"' EXIT
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p testflinger-local --bin testflinger-local
-# exec: $! is then the server itself, whose /proc status is read below.
-(cd "$work" && TESTFLINGER_DATA_DIR="$work/data" RUST_LOG=warn,testflinger_local=info \
-  exec "$root/target/release/testflinger-local" --bind 127.0.0.1:0 >/dev/null 2>"$work/log") &
-pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/log" 2>/dev/null && break
-  sleep 0.1
-done
-base=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/log" | head -1)
-[ -n "$base" ] || { echo "the server did not start:"; cat "$work/log"; exit 1; }
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bins
+# The harness's own info lines (its address) stay on; the rest is quiet.
+start_harness "$root/target/release/testflinger-local" "$work" "warn,testflinger_local=info"
+pid=$HARNESS_PID
+base=$SERVER
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$pid/status"; }
 echo "server pid $pid at $base; idle VmHWM $(hwm) KiB"
 

@@ -48,8 +48,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>>;
 
     /// Atomically moves the best eligible job (SPEC.md §7) to `running` and
-    /// returns it; `None` when nothing is eligible. Records `started_at` and
-    /// the wait. No two calls, from any process, ever return the same job.
+    /// returns it; `None` when nothing is eligible. Records `started_at`
+    /// (the wait is `started_at - created_at`). No two calls, from any
+    /// process, ever return the same job.
     async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>>;
 
     /// Moves a job that is not terminal to `cancelled`.

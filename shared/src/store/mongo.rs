@@ -2,7 +2,7 @@
 //!
 //! Collections and fields follow upstream Testflinger (`jobs` with
 //! `job_data`, `result_data.job_state`, `job_priority`, `created_at`; `queues`;
-//! `queue_wait_times`), so an operator who knows upstream's database finds
+//! `started_at`), so an operator who knows upstream's database finds
 //! their way. Indexes are created by [`MongoStore::setup`], an explicit,
 //! idempotent deploy step, never on a cold start.
 
@@ -25,7 +25,6 @@ use crate::{Error, Result, Timestamp};
 
 const JOBS: &str = "jobs";
 const QUEUES: &str = "queues";
-const WAIT_TIMES: &str = "queue_wait_times";
 
 /// The compound index that serves the claim's filter and sort.
 pub const CLAIM_INDEX: &str = "claim_order";
@@ -107,14 +106,6 @@ impl MongoStore {
             ])
             .await
             .map_err(|e| Error::backend("creating the queues indexes", e))?;
-        self.db
-            .collection::<Document>(WAIT_TIMES)
-            .create_indexes([
-                index(doc! {"name": 1, "claimed_at": 1}, "by_queue", false, None),
-                index(doc! {"claimed_at": 1}, "retention", false, Some(ttl)),
-            ])
-            .await
-            .map_err(|e| Error::backend("creating the wait-time indexes", e))?;
         Ok(())
     }
 
@@ -203,6 +194,38 @@ fn job_from_document(mut document: Document) -> Result<Job> {
     })
 }
 
+/// The claim as one `findOneAndUpdate`: exposed so that benchmarks can time
+/// the very same query through the driver alone.
+pub struct ClaimQuery {
+    pub filter: Document,
+    pub update: Document,
+    pub sort: Document,
+}
+
+impl ClaimQuery {
+    pub fn new(request: &ClaimRequest, now: Timestamp) -> Self {
+        let mut filter = doc! {
+            "result_data.job_state": job::WAITING,
+            "job_data.job_queue": {"$in": &request.queues},
+            format!("job_data.{ATTACHMENTS_STATUS}"): {"$ne": AttachmentsStatus::Waiting.as_str()},
+        };
+        if let Some(agent) = &request.agent_name {
+            filter.insert("job_data.exclude_agents", doc! {"$ne": agent});
+        }
+        ClaimQuery {
+            filter,
+            update: doc! {"$set": {
+                "result_data.job_state": job::RUNNING,
+                "started_at": date(now),
+                "updated_at": date(now),
+            }},
+            // `_id` (an ObjectId, increasing within a process) breaks ties
+            // between jobs created in the same millisecond.
+            sort: doc! {"job_priority": -1, "created_at": 1, "_id": 1},
+        }
+    }
+}
+
 fn terminal_states() -> Vec<&'static str> {
     job::TERMINAL_STATES.to_vec()
 }
@@ -242,45 +265,17 @@ impl Store for MongoStore {
         if request.queues.is_empty() {
             return Ok(None);
         }
-        let mut filter = doc! {
-            "result_data.job_state": job::WAITING,
-            "job_data.job_queue": {"$in": &request.queues},
-            format!("job_data.{ATTACHMENTS_STATUS}"): {"$ne": AttachmentsStatus::Waiting.as_str()},
-        };
-        if let Some(agent) = &request.agent_name {
-            filter.insert("job_data.exclude_agents", doc! {"$ne": agent});
-        }
+        let query = ClaimQuery::new(request, now);
         let claimed = self
             .jobs()
-            .find_one_and_update(
-                filter,
-                doc! {"$set": {
-                    "result_data.job_state": job::RUNNING,
-                    "started_at": date(now),
-                    "updated_at": date(now),
-                }},
-            )
-            // `_id` (an ObjectId, increasing within a process) breaks ties
-            // between jobs created in the same millisecond.
-            .sort(doc! {"job_priority": -1, "created_at": 1, "_id": 1})
+            .find_one_and_update(query.filter, query.update)
+            .sort(query.sort)
             .hint(mongodb::options::Hint::Name(CLAIM_INDEX.into()))
             .return_document(ReturnDocument::After)
             .await
             .map_err(|e| Error::backend("claiming a job", e))?;
-        let Some(document) = claimed else {
-            return Ok(None);
-        };
-        let job = job_from_document(document)?;
-        self.db
-            .collection::<Document>(WAIT_TIMES)
-            .insert_one(doc! {
-                "name": &job.job_queue,
-                "claimed_at": date(now),
-                "wait_ms": (now.millis() - job.created_at.millis()).max(0),
-            })
-            .await
-            .map_err(|e| Error::backend("recording a wait time", e))?;
-        Ok(Some(job))
+        // One write: the wait is `started_at - created_at` of the job itself.
+        claimed.map(job_from_document).transpose()
     }
 
     async fn cancel_job(&self, job_id: Uuid) -> Result<CancelOutcome> {

@@ -42,12 +42,6 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim ON jobs (job_queue, job_priority DESC, seq) WHERE state = 'waiting';
 CREATE INDEX jobs_created ON jobs (created_at);
 
-CREATE TABLE queue_wait_times (
-    job_queue  TEXT NOT NULL,
-    claimed_at INTEGER NOT NULL,
-    wait_ms    INTEGER NOT NULL
-);
-CREATE INDEX queue_wait_times_by_queue ON queue_wait_times (job_queue, claimed_at);
 
 CREATE TABLE queues (
     name        TEXT PRIMARY KEY,
@@ -259,30 +253,15 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         let request = request.clone();
+        // One statement, so one atomic write; the wait is the job's own
+        // `started_at - created_at`.
         self.write("claiming a job", move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let claimed = {
-                let mut stmt = tx.prepare_cached(&claim_sql(request.queues.len()))?;
-                let mut values: Vec<rusqlite::types::Value> = vec![
-                    now.millis().into(),
-                    request.agent_name.clone().into(),
-                ];
-                values.extend(request.queues.iter().cloned().map(Into::into));
-                stmt.query_row(params_from_iter(values), job_from_row)
-                    .optional()?
-            };
-            if let Some(job) = &claimed {
-                tx.prepare_cached(
-                    "INSERT INTO queue_wait_times (job_queue, claimed_at, wait_ms) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![
-                    job.job_queue,
-                    now.millis(),
-                    (now.millis() - job.created_at.millis()).max(0)
-                ])?;
-            }
-            tx.commit()?;
-            Ok(claimed)
+            let mut values: Vec<rusqlite::types::Value> =
+                vec![now.millis().into(), request.agent_name.clone().into()];
+            values.extend(request.queues.iter().cloned().map(Into::into));
+            conn.prepare_cached(&claim_sql(request.queues.len()))?
+                .query_row(params_from_iter(values), job_from_row)
+                .optional()
         })
         .await
     }
@@ -436,10 +415,6 @@ impl Store for SqliteStore {
                 let rows = stmt.query_map([cutoff.millis()], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
-            tx.execute(
-                "DELETE FROM queue_wait_times WHERE claimed_at < ?1",
-                [cutoff.millis()],
-            )?;
             tx.execute(
                 "DELETE FROM queues WHERE updated_at < ?1 AND images IS NULL",
                 [cutoff.millis()],
