@@ -15,7 +15,7 @@ use axum::Router;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
-use crate::handlers::{agents, artifacts, jobs, meta, results};
+use crate::handlers::{agents, artifacts, jobs, logs, meta, results};
 use crate::AppState;
 
 /// One endpoint: its function name, method, path (axum and SAM share the
@@ -52,6 +52,42 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!("job-action", POST, "/v1/job/{id}/action", jobs::act_on_job),
     endpoint!("result-post", POST, "/v1/result/{id}", results::post_result),
     endpoint!("result-get", GET, "/v1/result/{id}", results::get_result),
+    endpoint!(
+        "log-post",
+        POST,
+        "/v1/result/{id}/log/{log_type}",
+        logs::post_log
+    ),
+    endpoint!(
+        "log-get",
+        GET,
+        "/v1/result/{id}/log/{log_type}",
+        logs::get_log
+    ),
+    endpoint!(
+        "legacy-output-post",
+        POST,
+        "/v1/result/{id}/output",
+        logs::post_legacy_output
+    ),
+    endpoint!(
+        "legacy-output-get",
+        GET,
+        "/v1/result/{id}/output",
+        logs::get_legacy_output
+    ),
+    endpoint!(
+        "legacy-serial-post",
+        POST,
+        "/v1/result/{id}/serial_output",
+        logs::post_legacy_serial
+    ),
+    endpoint!(
+        "legacy-serial-get",
+        GET,
+        "/v1/result/{id}/serial_output",
+        logs::get_legacy_serial
+    ),
     endpoint!(
         "artifact-upload",
         POST,

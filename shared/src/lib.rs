@@ -9,6 +9,7 @@ pub mod blob;
 pub mod config;
 pub mod error;
 pub mod job;
+pub mod logs;
 pub mod results;
 pub mod retention;
 pub mod store;

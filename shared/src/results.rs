@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::job::{self, Job};
+use crate::logs::{phase_logs, LogFragment, LogType};
 use crate::validation::FieldErrors;
 use crate::Result;
 
@@ -74,9 +75,10 @@ pub fn next_state(current: &str, reported: &str) -> Option<String> {
 /// later `complete` from the agent is recorded in the result").
 pub const REPORTED_STATE_KEY: &str = "agent_reported_state";
 
-/// `GET /v1/result/{id}`: every stored result key, `job_state`, and
-/// `<phase>_status` for each phase in the status map.
-pub fn result_view(job: &Job) -> Map<String, Value> {
+/// `GET /v1/result/{id}`: every stored result key, `job_state`,
+/// `<phase>_status` for each phase in the status map, and `<phase>_output` /
+/// `<phase>_serial` with each phase's whole log.
+pub fn result_view(job: &Job, logs: &[(LogType, Vec<LogFragment>)]) -> Map<String, Value> {
     let mut out = Map::new();
     for (key, value) in &job.result_data {
         if key == "status" {
@@ -87,6 +89,14 @@ pub fn result_view(job: &Job) -> Map<String, Value> {
             }
         } else {
             out.insert(key.clone(), value.clone());
+        }
+    }
+    for (log_type, fragments) in logs {
+        for (phase, text) in phase_logs(fragments) {
+            out.insert(
+                format!("{phase}_{}", log_type.result_suffix()),
+                Value::String(text),
+            );
         }
     }
     out.insert("job_state".into(), Value::String(job.state.clone()));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use testflinger_shared::job::{validate_submission, AttachmentsStatus, NewJob};
+use testflinger_shared::logs::{LegacyStream, LogFragment, LogType};
 use testflinger_shared::results::{validate_result, ResultPatch, REPORTED_STATE_KEY};
 use testflinger_shared::store::{CancelOutcome, ClaimRequest, Store};
 use testflinger_shared::Timestamp;
@@ -52,6 +53,9 @@ conformance!(
     a_result_for_an_unknown_job_is_refused,
     queues_and_images_are_upserted,
     expired_jobs_are_purged,
+    log_fragments_are_kept_in_order_and_resends_change_nothing,
+    logs_for_an_unknown_job_are_refused,
+    legacy_output_is_consumed_by_each_read,
 );
 
 fn t(millis: i64) -> Timestamp {
@@ -359,4 +363,116 @@ async fn expired_jobs_are_purged(store: Arc<dyn Store>) {
     assert_eq!(purged, vec![old]);
     assert!(store.get_job(old).await.unwrap().is_none());
     assert!(store.get_job(young).await.unwrap().is_some());
+}
+
+fn fragment(n: i64, phase: &str, data: &str) -> LogFragment {
+    LogFragment {
+        fragment_number: n,
+        timestamp: t(1_000 + n),
+        phase: phase.into(),
+        log_data: data.into(),
+    }
+}
+
+async fn log_fragments_are_kept_in_order_and_resends_change_nothing(store: Arc<dyn Store>) {
+    let id = insert(&store, json!({"job_queue": "q"}), 1).await;
+    // Out of order, across phases, one resent with other data.
+    for f in [
+        fragment(2, "test", "c"),
+        fragment(0, "setup", "a"),
+        fragment(1, "provision", "b"),
+        fragment(2, "test", "resent"),
+    ] {
+        assert!(store
+            .append_log(id, LogType::Output, &f, t(5))
+            .await
+            .unwrap());
+    }
+    store
+        .append_log(id, LogType::Serial, &fragment(0, "test", "serial"), t(5))
+        .await
+        .unwrap();
+
+    let output = store.read_logs(id, LogType::Output, 0).await.unwrap();
+    let numbers: Vec<i64> = output.iter().map(|f| f.fragment_number).collect();
+    assert_eq!(numbers, [0, 1, 2]);
+    assert_eq!(output[2], fragment(2, "test", "c"));
+    assert_eq!(output[0].timestamp, t(1_000));
+    let later = store.read_logs(id, LogType::Output, 2).await.unwrap();
+    assert_eq!(later, vec![fragment(2, "test", "c")]);
+    let serial = store.read_logs(id, LogType::Serial, 0).await.unwrap();
+    assert_eq!(serial, vec![fragment(0, "test", "serial")]);
+}
+
+async fn logs_for_an_unknown_job_are_refused(store: Arc<dyn Store>) {
+    let unknown = Uuid::new_v4();
+    assert!(!store
+        .append_log(unknown, LogType::Output, &fragment(0, "test", "x"), t(1))
+        .await
+        .unwrap());
+    assert!(store
+        .read_logs(unknown, LogType::Output, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!store
+        .append_live_output(unknown, LegacyStream::Output, "x", t(1))
+        .await
+        .unwrap());
+}
+
+async fn legacy_output_is_consumed_by_each_read(store: Arc<dyn Store>) {
+    let id = insert(&store, json!({"job_queue": "q"}), 1).await;
+    assert_eq!(
+        store
+            .take_live_output(id, LegacyStream::Output)
+            .await
+            .unwrap(),
+        None
+    );
+    for chunk in ["line 1\n", "line 2\n"] {
+        assert!(store
+            .append_live_output(id, LegacyStream::Output, chunk, t(2))
+            .await
+            .unwrap());
+    }
+    store
+        .append_live_output(id, LegacyStream::SerialOutput, "serial\n", t(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_live_output(id, LegacyStream::Output)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("line 1\nline 2\n")
+    );
+    assert_eq!(
+        store
+            .take_live_output(id, LegacyStream::Output)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .append_live_output(id, LegacyStream::Output, "line 3\n", t(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_live_output(id, LegacyStream::Output)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("line 3\n")
+    );
+    assert_eq!(
+        store
+            .take_live_output(id, LegacyStream::SerialOutput)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("serial\n")
+    );
 }

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod jobs;
+pub mod logs;
 pub mod meta;
 pub mod results;
 

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
+use testflinger_shared::logs::LogType;
 use testflinger_shared::results::{result_view, validate_result};
 use testflinger_shared::Timestamp;
 
@@ -32,8 +33,11 @@ pub async fn post_result(
 
 /// `GET /v1/result/{id}`
 pub async fn get_result(State(state): State<AppState>, JobId(id): JobId) -> ApiResult<Response> {
-    Ok(match state.store.get_job(id).await? {
-        Some(job) => Json(Value::Object(result_view(&job))).into_response(),
-        None => no_content(),
-    })
+    let Some(job) = state.store.get_job(id).await? else {
+        return Ok(no_content());
+    };
+    let output = state.store.read_logs(id, LogType::Output, 0).await?;
+    let serial = state.store.read_logs(id, LogType::Serial, 0).await?;
+    let logs = [(LogType::Output, output), (LogType::Serial, serial)];
+    Ok(Json(Value::Object(result_view(&job, &logs))).into_response())
 }

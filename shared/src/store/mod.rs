@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::job::{Job, NewJob};
+use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::results::ResultPatch;
 use crate::{Result, Timestamp};
 
@@ -77,6 +78,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// The images of a queue; empty when none are known.
     async fn get_images(&self, queue: &str) -> Result<BTreeMap<String, String>>;
+
+    /// Stores a log fragment. A fragment number already stored for this job
+    /// and log type is kept as it is, so a resend changes nothing. `false`
+    /// when the job does not exist.
+    async fn append_log(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        fragment: &LogFragment,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// The job's fragments of one type numbered `start_fragment` or more,
+    /// in fragment-number order.
+    async fn read_logs(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        start_fragment: i64,
+    ) -> Result<Vec<LogFragment>>;
+
+    /// Appends text to a legacy live-output buffer. `false` when the job
+    /// does not exist.
+    async fn append_live_output(
+        &self,
+        job_id: Uuid,
+        stream: LegacyStream,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Removes and returns, in one atomic step, everything appended to a
+    /// legacy buffer since the last take; `None` when nothing is new.
+    async fn take_live_output(&self, job_id: Uuid, stream: LegacyStream) -> Result<Option<String>>;
 
     /// Deletes jobs created before `cutoff` (with their results) and queues
     /// not advertised since then; returns the ids of the deleted jobs so their

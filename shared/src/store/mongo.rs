@@ -20,11 +20,15 @@ use uuid::Uuid;
 use super::{CancelOutcome, ClaimRequest, Store};
 use crate::config::MongoConfig;
 use crate::job::{self, AttachmentsStatus, Job, NewJob, ATTACHMENTS_STATUS};
+use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::results::{self, ResultPatch};
 use crate::{Error, Result, Timestamp};
 
 const JOBS: &str = "jobs";
 const QUEUES: &str = "queues";
+const LOGS: &str = "logs";
+/// Upstream's legacy live-output collection.
+const LIVE_OUTPUT: &str = "output";
 
 /// The compound index that serves the claim's filter and sort.
 pub const CLAIM_INDEX: &str = "claim_order";
@@ -106,6 +110,27 @@ impl MongoStore {
             ])
             .await
             .map_err(|e| Error::backend("creating the queues indexes", e))?;
+        self.db
+            .collection::<Document>(LOGS)
+            .create_indexes([
+                index(
+                    doc! {"job_id": 1, "log_type": 1, "fragment_number": 1},
+                    "fragment",
+                    true,
+                    None,
+                ),
+                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+            ])
+            .await
+            .map_err(|e| Error::backend("creating the logs indexes", e))?;
+        self.db
+            .collection::<Document>(LIVE_OUTPUT)
+            .create_indexes([
+                index(doc! {"job_id": 1, "stream": 1}, "buffer", true, None),
+                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+            ])
+            .await
+            .map_err(|e| Error::backend("creating the live-output indexes", e))?;
         Ok(())
     }
 
@@ -115,6 +140,16 @@ impl MongoStore {
 
     fn queues(&self) -> Collection<Document> {
         self.db.collection(QUEUES)
+    }
+
+    async fn job_exists(&self, job_id: &str) -> Result<bool> {
+        let found = self
+            .jobs()
+            .find_one(doc! {"job_id": job_id})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| Error::backend("looking up a job", e))?;
+        Ok(found.is_some())
     }
 }
 
@@ -426,6 +461,107 @@ impl Store for MongoStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn append_log(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        fragment: &LogFragment,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let id = job_id.to_string();
+        if !self.job_exists(&id).await? {
+            return Ok(false);
+        }
+        // An upsert that only inserts: a resent fragment number changes nothing.
+        self.db
+            .collection::<Document>(LOGS)
+            .update_one(
+                doc! {"job_id": &id, "log_type": log_type.as_str(), "fragment_number": fragment.fragment_number},
+                doc! {"$setOnInsert": {
+                    "phase": &fragment.phase,
+                    "timestamp": date(fragment.timestamp),
+                    "log_data": &fragment.log_data,
+                    "updated_at": date(now),
+                }},
+            )
+            .upsert(true)
+            .await
+            .map_err(|e| Error::backend("storing a log fragment", e))?;
+        Ok(true)
+    }
+
+    async fn read_logs(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        start_fragment: i64,
+    ) -> Result<Vec<LogFragment>> {
+        let documents: Vec<Document> = self
+            .db
+            .collection::<Document>(LOGS)
+            .find(doc! {
+                "job_id": job_id.to_string(),
+                "log_type": log_type.as_str(),
+                "fragment_number": {"$gte": start_fragment},
+            })
+            .sort(doc! {"fragment_number": 1})
+            .await
+            .map_err(|e| Error::backend("reading logs", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("reading logs", e))?;
+        Ok(documents
+            .iter()
+            .map(|d| LogFragment {
+                fragment_number: int(d, "fragment_number"),
+                timestamp: Timestamp::from_millis(
+                    d.get_datetime("timestamp")
+                        .map(|t| t.timestamp_millis())
+                        .unwrap_or(0),
+                ),
+                phase: d.get_str("phase").unwrap_or_default().to_owned(),
+                log_data: d.get_str("log_data").unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    async fn append_live_output(
+        &self,
+        job_id: Uuid,
+        stream: LegacyStream,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let id = job_id.to_string();
+        if !self.job_exists(&id).await? {
+            return Ok(false);
+        }
+        self.db
+            .collection::<Document>(LIVE_OUTPUT)
+            .update_one(
+                doc! {"job_id": &id, "stream": stream.as_str()},
+                doc! {"$push": {"chunks": text}, "$set": {"updated_at": date(now)}},
+            )
+            .upsert(true)
+            .await
+            .map_err(|e| Error::backend("appending live output", e))?;
+        Ok(true)
+    }
+
+    async fn take_live_output(&self, job_id: Uuid, stream: LegacyStream) -> Result<Option<String>> {
+        let taken = self
+            .db
+            .collection::<Document>(LIVE_OUTPUT)
+            .find_one_and_delete(doc! {"job_id": job_id.to_string(), "stream": stream.as_str()})
+            .await
+            .map_err(|e| Error::backend("reading live output", e))?;
+        Ok(taken.and_then(|d| {
+            let chunks = d.get_array("chunks").ok()?;
+            let text: String = chunks.iter().filter_map(Bson::as_str).collect();
+            (!text.is_empty()).then_some(text)
+        }))
     }
 
     async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>> {

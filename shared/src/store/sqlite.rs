@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{CancelOutcome, ClaimRequest, Store};
 use crate::job::{self, AttachmentsStatus, Job, NewJob};
+use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::results::{self, ResultPatch};
 use crate::{Error, Result, Timestamp};
 
@@ -23,7 +24,8 @@ pub const DATABASE_FILE: &str = "testflinger.sqlite3";
 const MAX_IDLE_READERS: usize = 8;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the count applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     seq                INTEGER PRIMARY KEY,   -- insertion order: FIFO among equal priorities
     job_id             TEXT NOT NULL UNIQUE,
@@ -49,7 +51,30 @@ CREATE TABLE queues (
     images      TEXT,
     updated_at  INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE logs (
+    job_id          TEXT NOT NULL,
+    log_type        TEXT NOT NULL,
+    fragment_number INTEGER NOT NULL,
+    phase           TEXT NOT NULL,
+    timestamp       INTEGER NOT NULL,   -- the agent's time, ms
+    log_data        TEXT NOT NULL,
+    updated_at      INTEGER NOT NULL,   -- the server's time, ms
+    PRIMARY KEY (job_id, log_type, fragment_number)
+) WITHOUT ROWID;
+CREATE INDEX logs_updated ON logs (updated_at);
+
+CREATE TABLE live_output (
+    seq        INTEGER PRIMARY KEY,
+    job_id     TEXT NOT NULL,
+    stream     TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX live_output_by_job ON live_output (job_id, stream, seq);
+"#,
+];
 
 const JOB_COLUMNS: &str = "job_id, job_queue, job_priority, state, created_at, started_at, \
                            attachments_status, job_data, result_data";
@@ -154,6 +179,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()
     };
     run(conn).map_err(|e| Error::backend("migrating the embedded database", e))
+}
+
+fn job_exists(conn: &Connection, job_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM jobs WHERE job_id = ?1")?
+        .exists([job_id])
 }
 
 fn to_json(map: &Map<String, Value>) -> String {
@@ -280,10 +310,7 @@ impl Store for SqliteStore {
             if changed == 1 {
                 return Ok(CancelOutcome::Cancelled);
             }
-            let exists = conn
-                .prepare_cached("SELECT 1 FROM jobs WHERE job_id = ?1")?
-                .exists([id])?;
-            Ok(if exists {
+            Ok(if job_exists(conn, &id)? {
                 CancelOutcome::AlreadyFinished
             } else {
                 CancelOutcome::NotFound
@@ -406,6 +433,105 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn append_log(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        fragment: &LogFragment,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let fragment = fragment.clone();
+        self.write("storing a log fragment", move |conn| {
+            let id = job_id.to_string();
+            if !job_exists(conn, &id)? {
+                return Ok(false);
+            }
+            conn.prepare_cached(
+                "INSERT INTO logs (job_id, log_type, fragment_number, phase, timestamp, log_data, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (job_id, log_type, fragment_number) DO NOTHING",
+            )?
+            .execute(params![
+                id,
+                log_type.as_str(),
+                fragment.fragment_number,
+                fragment.phase,
+                fragment.timestamp.millis(),
+                fragment.log_data,
+                now.millis()
+            ])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn read_logs(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        start_fragment: i64,
+    ) -> Result<Vec<LogFragment>> {
+        self.read("reading logs", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT fragment_number, timestamp, phase, log_data FROM logs \
+                 WHERE job_id = ?1 AND log_type = ?2 AND fragment_number >= ?3 \
+                 ORDER BY fragment_number",
+            )?;
+            let rows = stmt.query_map(
+                params![job_id.to_string(), log_type.as_str(), start_fragment],
+                |r| {
+                    Ok(LogFragment {
+                        fragment_number: r.get(0)?,
+                        timestamp: Timestamp::from_millis(r.get(1)?),
+                        phase: r.get(2)?,
+                        log_data: r.get(3)?,
+                    })
+                },
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn append_live_output(
+        &self,
+        job_id: Uuid,
+        stream: LegacyStream,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let text = text.to_owned();
+        self.write("appending live output", move |conn| {
+            let id = job_id.to_string();
+            if !job_exists(conn, &id)? {
+                return Ok(false);
+            }
+            conn.prepare_cached(
+                "INSERT INTO live_output (job_id, stream, text, updated_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, stream.as_str(), text, now.millis()])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn take_live_output(&self, job_id: Uuid, stream: LegacyStream) -> Result<Option<String>> {
+        self.write("reading live output", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM live_output WHERE job_id = ?1 AND stream = ?2 RETURNING seq, text",
+            )?;
+            let mut chunks: Vec<(i64, String)> = stmt
+                .query_map(params![job_id.to_string(), stream.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            chunks.sort_by_key(|(seq, _)| *seq);
+            let text: String = chunks.into_iter().map(|(_, text)| text).collect();
+            Ok((!text.is_empty()).then_some(text))
+        })
+        .await
+    }
+
     async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>> {
         self.write("purging expired records", move |conn| {
             let tx = conn.transaction()?;
@@ -417,6 +543,11 @@ impl Store for SqliteStore {
             };
             tx.execute(
                 "DELETE FROM queues WHERE updated_at < ?1 AND images IS NULL",
+                [cutoff.millis()],
+            )?;
+            tx.execute("DELETE FROM logs WHERE updated_at < ?1", [cutoff.millis()])?;
+            tx.execute(
+                "DELETE FROM live_output WHERE updated_at < ?1",
                 [cutoff.millis()],
             )?;
             tx.commit()?;

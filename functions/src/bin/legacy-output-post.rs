@@ -1,0 +1,6 @@
+//! Lambda function: `POST /v1/result/{id}/output`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    testflinger_functions::lambda::serve("legacy-output-post").await
+}
