@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::validation::FieldErrors;
-use crate::Result;
+use crate::{Result, Timestamp};
 
 /// `POST /v1/agents/queues`: `{queue: description}`.
 pub fn validate_queues(body: &Map<String, Value>) -> Result<BTreeMap<String, String>> {
@@ -93,5 +93,265 @@ mod tests {
         assert_eq!(ok["q"]["jammy"], "url: http://x");
         assert!(validate_images(json!({"q": "x"}).as_object().unwrap()).is_err());
         assert!(validate_images(json!({"q": {"$x": "y"}}).as_object().unwrap()).is_err());
+    }
+}
+
+/// How many `log` lines and provision-log entries an agent keeps.
+pub const AGENT_LOG_KEEP: usize = 100;
+pub const PROVISION_LOG_KEEP: usize = 100;
+
+/// Fields the server owns on an agent; an agent cannot post them.
+const SERVER_FIELDS: [&str; 6] = [
+    "name",
+    "updated_at",
+    "log",
+    "provision_log",
+    "provision_streak_type",
+    "provision_streak_count",
+];
+
+/// A validated `POST /v1/agents/data/{name}`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentUpdate {
+    /// Fields set as given (`state`, `queues`, `location`, `comment`, ...).
+    pub fields: Map<String, Value>,
+    /// Lines appended to the agent's log (the last [`AGENT_LOG_KEEP`] kept).
+    pub log: Vec<String>,
+}
+
+/// Agent names go into paths and cookies: printable, no `;`, `,`, `/` or spaces.
+pub fn validate_agent_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '/' | '"' | '\\'));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::BadRequest(format!(
+            "Invalid agent name {name:?}: use letters, digits and punctuation other than ; , / \" \\"
+        )))
+    }
+}
+
+/// Known fields are type-checked; other storable fields are kept.
+pub fn validate_agent_update(mut body: Map<String, Value>) -> Result<AgentUpdate> {
+    let mut errors = FieldErrors::new();
+    crate::validation::check_storable_keys(body.keys(), &mut errors);
+    for field in [
+        "state",
+        "location",
+        "provision_type",
+        "job_id",
+        "identifier",
+        "comment",
+    ] {
+        if body.get(field).is_some_and(|v| !v.is_string()) {
+            errors.add(field, "Not a valid string.");
+        }
+    }
+    if let Some(queues) = body.get("queues") {
+        if !queues
+            .as_array()
+            .is_some_and(|q| q.iter().all(Value::is_string))
+        {
+            errors.add("queues", "Must be a list of strings.");
+        }
+    }
+    let log = match body.remove("log") {
+        None => Vec::new(),
+        Some(Value::Array(lines)) if lines.iter().all(Value::is_string) => lines
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(_) => {
+            errors.add("log", "Must be a list of strings.");
+            Vec::new()
+        }
+    };
+    for field in SERVER_FIELDS {
+        if body.contains_key(field) {
+            errors.add(field, "This field is set by the server.");
+        }
+    }
+    errors.into_result()?;
+    Ok(AgentUpdate { fields: body, log })
+}
+
+/// One `POST /v1/agents/provision_logs/{name}` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionEntry {
+    pub job_id: String,
+    pub exit_code: i64,
+    pub detail: String,
+}
+
+pub fn validate_provision_entry(body: &Map<String, Value>) -> Result<ProvisionEntry> {
+    let mut errors = FieldErrors::new();
+    let job_id = match body.get("job_id").and_then(Value::as_str) {
+        Some(id) => id.to_owned(),
+        None => {
+            errors.add("job_id", "Must be a string.");
+            String::new()
+        }
+    };
+    let exit_code = match body.get("exit_code").and_then(Value::as_i64) {
+        Some(code) => code,
+        None => {
+            errors.add("exit_code", "Must be an integer.");
+            0
+        }
+    };
+    let detail = match body.get("detail") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(d)) => d.clone(),
+        Some(_) => {
+            errors.add("detail", "Not a valid string.");
+            String::new()
+        }
+    };
+    errors.into_result()?;
+    Ok(ProvisionEntry {
+        job_id,
+        exit_code,
+        detail,
+    })
+}
+
+impl ProvisionEntry {
+    /// The stored form, with the server's time.
+    pub fn to_value(&self, now: Timestamp) -> Value {
+        json!({
+            "job_id": self.job_id,
+            "exit_code": self.exit_code,
+            "detail": self.detail,
+            "timestamp": now.to_rfc3339(),
+        })
+    }
+}
+
+/// The pass/fail streak after a provision with `exit_code`.
+pub fn next_streak(current: Option<(&str, i64)>, exit_code: i64) -> (&'static str, i64) {
+    let kind = if exit_code == 0 { "pass" } else { "fail" };
+    match current {
+        Some((current_kind, count)) if current_kind == kind => (kind, count + 1),
+        _ => (kind, 1),
+    }
+}
+
+/// A stored agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub name: String,
+    pub fields: Map<String, Value>,
+    pub log: Vec<String>,
+    pub updated_at: Timestamp,
+    pub provision_streak: Option<(String, i64)>,
+    pub provision_log: Vec<Value>,
+}
+
+impl Agent {
+    /// The queues the agent lists.
+    pub fn queues(&self) -> Vec<&str> {
+        self.fields
+            .get("queues")
+            .and_then(Value::as_array)
+            .map(|q| q.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// The API's view: the fields, `name`, `updated_at`, the streak and
+    /// `restricted_to`; with `details`, also `log` and `provision_log`.
+    pub fn view(&self, details: bool) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("name".into(), Value::String(self.name.clone()));
+        for (key, value) in &self.fields {
+            out.insert(key.clone(), value.clone());
+        }
+        out.insert(
+            "updated_at".into(),
+            Value::String(self.updated_at.to_rfc3339()),
+        );
+        if let Some((kind, count)) = &self.provision_streak {
+            out.insert("provision_streak_type".into(), Value::String(kind.clone()));
+            out.insert("provision_streak_count".into(), Value::from(*count));
+        }
+        // Owners of restricted queues come with authentication; none yet.
+        out.insert("restricted_to".into(), Value::Object(Map::new()));
+        if details {
+            out.insert("log".into(), json!(self.log));
+            out.insert(
+                "provision_log".into(),
+                Value::Array(self.provision_log.clone()),
+            );
+        }
+        out
+    }
+}
+
+/// Keeps the last `keep` items.
+pub fn keep_last<T>(items: &mut Vec<T>, keep: usize) {
+    if items.len() > keep {
+        items.drain(..items.len() - keep);
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    #[test]
+    fn agent_updates_are_typed_and_server_fields_refused() {
+        let ok = validate_agent_update(
+            json!({"state": "waiting", "queues": ["a"], "log": ["l1"], "firmware": "1.2"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
+        assert_eq!(ok.log, ["l1"]);
+        assert_eq!(ok.fields["firmware"], json!("1.2"));
+        assert!(!ok.fields.contains_key("log"));
+        let bad = validate_agent_update(
+            json!({"state": 1, "queues": "a", "updated_at": "x", "log": "y"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let Err(crate::Error::Validation { fields, .. }) = bad else {
+            panic!("expected a validation error")
+        };
+        assert_eq!(
+            fields.fields().collect::<Vec<_>>(),
+            ["log", "queues", "state", "updated_at"]
+        );
+    }
+
+    #[test]
+    fn streaks_count_runs_of_the_same_outcome() {
+        assert_eq!(next_streak(None, 0), ("pass", 1));
+        assert_eq!(next_streak(Some(("pass", 3)), 0), ("pass", 4));
+        assert_eq!(next_streak(Some(("pass", 3)), 1), ("fail", 1));
+        assert_eq!(next_streak(Some(("fail", 1)), 7), ("fail", 2));
+    }
+
+    #[test]
+    fn names_and_provision_entries_are_checked() {
+        assert!(validate_agent_name("dev-01.lab").is_ok());
+        assert!(validate_agent_name("a;b").is_err() && validate_agent_name("").is_err());
+        let entry =
+            validate_provision_entry(json!({"job_id": "j", "exit_code": 1}).as_object().unwrap())
+                .unwrap();
+        assert_eq!((entry.exit_code, entry.detail.as_str()), (1, ""));
+        assert!(validate_provision_entry(json!({"exit_code": "x"}).as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn only_the_last_items_are_kept() {
+        let mut items: Vec<u32> = (0..105).collect();
+        keep_last(&mut items, 100);
+        assert_eq!(items.first(), Some(&5));
+        assert_eq!(items.len(), 100);
     }
 }

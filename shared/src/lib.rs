@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod job;
 pub mod logs;
+pub mod queues;
 pub mod results;
 pub mod retention;
 pub mod store;

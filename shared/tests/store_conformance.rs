@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use testflinger_shared::agents::{validate_agent_update, ProvisionEntry};
 use testflinger_shared::job::{validate_submission, AttachmentsStatus, NewJob};
 use testflinger_shared::logs::{LegacyStream, LogFragment, LogType};
+use testflinger_shared::queues::SearchQuery;
 use testflinger_shared::results::{validate_result, ResultPatch, REPORTED_STATE_KEY};
 use testflinger_shared::store::{CancelOutcome, ClaimRequest, Store};
 use testflinger_shared::Timestamp;
@@ -56,6 +58,13 @@ conformance!(
     log_fragments_are_kept_in_order_and_resends_change_nothing,
     logs_for_an_unknown_job_are_refused,
     legacy_output_is_consumed_by_each_read,
+    agents_are_upserted_and_keep_their_last_log_lines,
+    provisions_move_the_streak_and_unknown_agents_get_nothing,
+    position_counts_the_jobs_claimed_before,
+    queue_jobs_are_listed_newest_first,
+    wait_times_come_from_claims,
+    uploaded_attachments_make_a_job_claimable,
+    search_filters_by_tags_and_states_and_pages,
 );
 
 fn t(millis: i64) -> Timestamp {
@@ -475,4 +484,220 @@ async fn legacy_output_is_consumed_by_each_read(store: Arc<dyn Store>) {
             .as_deref(),
         Some("serial\n")
     );
+}
+
+fn agent_update(body: Value) -> testflinger_shared::agents::AgentUpdate {
+    validate_agent_update(body.as_object().unwrap().clone()).expect("a valid agent update")
+}
+
+async fn agents_are_upserted_and_keep_their_last_log_lines(store: Arc<dyn Store>) {
+    store
+        .upsert_agent(
+            "dev-1",
+            &agent_update(json!({"state": "waiting", "queues": ["q1", "q2"], "log": ["l0"]})),
+            t(1),
+        )
+        .await
+        .unwrap();
+    let lines: Vec<String> = (1..=120).map(|i| format!("l{i}")).collect();
+    store
+        .upsert_agent(
+            "dev-1",
+            &agent_update(json!({"state": "test", "log": lines})),
+            t(2),
+        )
+        .await
+        .unwrap();
+    store
+        .upsert_agent("dev-0", &agent_update(json!({"location": "lab"})), t(3))
+        .await
+        .unwrap();
+    let agent = store.get_agent("dev-1").await.unwrap().expect("stored");
+    assert_eq!(agent.fields["state"], json!("test"));
+    assert_eq!(agent.queues(), ["q1", "q2"]);
+    assert_eq!(agent.log.len(), 100);
+    assert_eq!(agent.log.first().map(String::as_str), Some("l21"));
+    assert_eq!(agent.log.last().map(String::as_str), Some("l120"));
+    assert_eq!(agent.updated_at, t(2));
+    let names: Vec<String> = store
+        .list_agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["dev-0", "dev-1"]);
+    assert!(store.get_agent("nobody").await.unwrap().is_none());
+}
+
+async fn provisions_move_the_streak_and_unknown_agents_get_nothing(store: Arc<dyn Store>) {
+    let entry = |code: i64| ProvisionEntry {
+        job_id: "j".into(),
+        exit_code: code,
+        detail: "d".into(),
+    };
+    assert!(!store
+        .record_provision("ghost", &entry(0), t(1))
+        .await
+        .unwrap());
+    assert!(
+        store.get_agent("ghost").await.unwrap().is_none(),
+        "nothing written for an unknown agent"
+    );
+    store
+        .upsert_agent("dev", &agent_update(json!({"state": "waiting"})), t(1))
+        .await
+        .unwrap();
+    for code in [0, 0, 1] {
+        assert!(store
+            .record_provision("dev", &entry(code), t(2))
+            .await
+            .unwrap());
+    }
+    let agent = store.get_agent("dev").await.unwrap().unwrap();
+    assert_eq!(agent.provision_streak, Some(("fail".to_string(), 1)));
+    assert_eq!(agent.provision_log.len(), 3);
+    assert_eq!(agent.provision_log[2]["exit_code"], json!(1));
+    for _ in 0..105 {
+        store
+            .record_provision("dev", &entry(0), t(3))
+            .await
+            .unwrap();
+    }
+    let agent = store.get_agent("dev").await.unwrap().unwrap();
+    assert_eq!(agent.provision_streak, Some(("pass".to_string(), 105)));
+    assert_eq!(agent.provision_log.len(), 100);
+}
+
+async fn position_counts_the_jobs_claimed_before(store: Arc<dyn Store>) {
+    let first = insert(&store, json!({"job_queue": "q"}), 1).await;
+    let second = insert(&store, json!({"job_queue": "q"}), 2).await;
+    let urgent = insert(&store, json!({"job_queue": "q", "job_priority": 9}), 3).await;
+    insert(&store, json!({"job_queue": "other"}), 0).await;
+    assert_eq!(store.job_position(urgent).await.unwrap(), Some(0));
+    assert_eq!(store.job_position(first).await.unwrap(), Some(1));
+    assert_eq!(store.job_position(second).await.unwrap(), Some(2));
+    assert_eq!(claim_id(&store, &["q"], None).await, Some(urgent));
+    assert_eq!(
+        store.job_position(urgent).await.unwrap(),
+        None,
+        "no longer waiting"
+    );
+    assert_eq!(store.job_position(second).await.unwrap(), Some(1));
+    assert_eq!(store.job_position(Uuid::new_v4()).await.unwrap(), None);
+}
+
+async fn queue_jobs_are_listed_newest_first(store: Arc<dyn Store>) {
+    let old = insert(&store, json!({"job_queue": "q"}), 1).await;
+    let new = insert(&store, json!({"job_queue": "q"}), 2).await;
+    insert(&store, json!({"job_queue": "other"}), 3).await;
+    store.cancel_job(old).await.unwrap();
+    let jobs = store.queue_jobs("q", 10).await.unwrap();
+    let listed: Vec<(Uuid, &str)> = jobs
+        .iter()
+        .map(|j| (j.job_id, j.job_state.as_str()))
+        .collect();
+    assert_eq!(listed, [(new, "waiting"), (old, "cancelled")]);
+    assert_eq!(store.queue_jobs("q", 1).await.unwrap().len(), 1);
+    assert!(store.queue_jobs("empty", 10).await.unwrap().is_empty());
+}
+
+async fn wait_times_come_from_claims(store: Arc<dyn Store>) {
+    insert(&store, json!({"job_queue": "a"}), 0).await;
+    insert(&store, json!({"job_queue": "a"}), 40_000).await;
+    insert(&store, json!({"job_queue": "b"}), 90_000).await;
+    for _ in 0..2 {
+        claim_id(&store, &["a"], None).await.unwrap(); // claimed at t(100_000)
+    }
+    claim_id(&store, &["b"], None).await.unwrap();
+    let all = store.wait_times(&[], t(0), 10).await.unwrap();
+    let mut a = all["a"].clone();
+    a.sort();
+    assert_eq!(a, [60_000, 100_000]);
+    assert_eq!(all["b"], [10_000]);
+    let only_b = store
+        .wait_times(&["b".to_string()], t(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(only_b.keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(store.wait_times(&[], t(0), 1).await.unwrap()["a"].len(), 1);
+    assert!(store
+        .wait_times(&[], t(200_000), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn uploaded_attachments_make_a_job_claimable(store: Arc<dyn Store>) {
+    let job = new_job(
+        json!({"job_queue": "q", "test_data": {"attachments": [{"agent": "a"}]}}),
+        1,
+    );
+    store.insert_job(&job).await.unwrap();
+    assert_eq!(claim_id(&store, &["q"], None).await, None);
+    assert!(store.complete_attachments(job.job_id).await.unwrap());
+    let claimed = store
+        .claim_job(&claim(&["q"], None), t(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        claimed.attachments_status,
+        Some(AttachmentsStatus::Complete)
+    );
+    let plain = insert(&store, json!({"job_queue": "q"}), 3).await;
+    assert!(
+        !store.complete_attachments(plain).await.unwrap(),
+        "no attachments declared"
+    );
+    assert!(!store.complete_attachments(Uuid::new_v4()).await.unwrap());
+}
+
+async fn search_filters_by_tags_and_states_and_pages(store: Arc<dyn Store>) {
+    let a = insert(&store, json!({"job_queue": "q", "tags": ["x", "y"]}), 1).await;
+    let b = insert(&store, json!({"job_queue": "q", "tags": ["x"]}), 2).await;
+    let c = insert(&store, json!({"job_queue": "q", "tags": ["y"]}), 3).await;
+    let d = insert(&store, json!({"job_queue": "q"}), 4).await;
+    store.cancel_job(c).await.unwrap();
+    let search = |pairs: &[(&str, &str)]| {
+        let query = SearchQuery::parse(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let store = store.clone();
+        async move {
+            store
+                .search_jobs(&query)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|j| j.job_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search(&[]).await, [d, c, b, a]);
+    assert_eq!(search(&[("tags", "x")]).await, [b, a]);
+    assert_eq!(search(&[("tags", "x"), ("tags", "y")]).await, [c, b, a]);
+    assert_eq!(
+        search(&[("tags", "x"), ("tags", "y"), ("match", "all")]).await,
+        [a]
+    );
+    assert_eq!(search(&[("state", "cancelled")]).await, [c]);
+    assert_eq!(search(&[("state", "active")]).await, [d, b, a]);
+    assert_eq!(
+        search(&[("state", "cancelled"), ("tags", "x")]).await,
+        Vec::<Uuid>::new()
+    );
+    // Pages: limit + 1 come back; the cursor continues after the last shown.
+    let first = search(&[("limit", "2")]).await;
+    assert_eq!(first, [d, c, b]);
+    let all = store
+        .search_jobs(&SearchQuery::parse(&[]).unwrap())
+        .await
+        .unwrap();
+    let cursor = testflinger_shared::queues::cursor(&all[1]);
+    assert_eq!(search(&[("limit", "2"), ("before", &cursor)]).await, [b, a]);
 }

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::job::{Job, NewJob};
 use crate::logs::{LegacyStream, LogFragment, LogType};
+use crate::queues::{JobSummary, SearchQuery};
 use crate::results::ResultPatch;
 use crate::{Result, Timestamp};
 
@@ -112,6 +114,49 @@ pub trait Store: Send + Sync + 'static {
     /// Removes and returns, in one atomic step, everything appended to a
     /// legacy buffer since the last take; `None` when nothing is new.
     async fn take_live_output(&self, job_id: Uuid, stream: LegacyStream) -> Result<Option<String>>;
+
+    /// Creates or updates an agent: sets the given fields and `updated_at`,
+    /// appends the log lines keeping the last 100.
+    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()>;
+
+    async fn get_agent(&self, name: &str) -> Result<Option<Agent>>;
+
+    /// Every agent, by name.
+    async fn list_agents(&self) -> Result<Vec<Agent>>;
+
+    /// Records a provision outcome on an agent (last 100 kept) and moves its
+    /// pass/fail streak. `false`, and nothing written, for an unknown agent.
+    async fn record_provision(
+        &self,
+        name: &str,
+        entry: &ProvisionEntry,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// How many jobs the claim would hand out before this one on its queue
+    /// (0 = next); `None` when the job is unknown or not waiting.
+    async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>>;
+
+    /// A queue's jobs in any state, newest first, at most `limit`.
+    async fn queue_jobs(&self, queue: &str, limit: usize) -> Result<Vec<JobSummary>>;
+
+    /// Claim waits (`started_at - created_at`, ms) of jobs claimed since
+    /// `since`, newest first, at most `per_queue` per queue; all queues when
+    /// `queues` is empty.
+    async fn wait_times(
+        &self,
+        queues: &[String],
+        since: Timestamp,
+        per_queue: usize,
+    ) -> Result<BTreeMap<String, Vec<i64>>>;
+
+    /// Marks a job's attachments as uploaded, which makes it claimable.
+    /// `false` when the job is unknown or declares no attachments.
+    async fn complete_attachments(&self, job_id: Uuid) -> Result<bool>;
+
+    /// Jobs matching the query, newest first, at most `limit + 1` (the extra
+    /// one tells that another page exists).
+    async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>>;
 
     /// Deletes jobs created before `cutoff` (with their results) and queues
     /// not advertised since then; returns the ids of the deleted jobs so their

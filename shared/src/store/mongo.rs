@@ -18,15 +18,18 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{CancelOutcome, ClaimRequest, Store};
+use crate::agents::{self, Agent, AgentUpdate, ProvisionEntry};
 use crate::config::MongoConfig;
 use crate::job::{self, AttachmentsStatus, Job, NewJob, ATTACHMENTS_STATUS};
 use crate::logs::{LegacyStream, LogFragment, LogType};
+use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::{Error, Result, Timestamp};
 
 const JOBS: &str = "jobs";
 const QUEUES: &str = "queues";
 const LOGS: &str = "logs";
+const AGENTS: &str = "agents";
 /// Upstream's legacy live-output collection.
 const LIVE_OUTPUT: &str = "output";
 
@@ -99,9 +102,20 @@ impl MongoStore {
                 None,
             ),
             index(doc! {"created_at": 1}, "retention", false, Some(ttl)),
+            index(doc! {"job_data.job_queue": 1, "created_at": -1}, "by_queue", false, None),
+            index(doc! {"started_at": -1}, "by_start", false, None),
+            index(doc! {"job_data.tags": 1, "created_at": -1}, "by_tag", false, None),
         ])
         .await
         .map_err(|e| Error::backend("creating the jobs indexes", e))?;
+        self.db
+            .collection::<Document>(AGENTS)
+            .create_indexes([
+                index(doc! {"name": 1}, "name", true, None),
+                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+            ])
+            .await
+            .map_err(|e| Error::backend("creating the agents indexes", e))?;
         self.db
             .collection::<Document>(QUEUES)
             .create_indexes([
@@ -259,6 +273,58 @@ impl ClaimQuery {
             sort: doc! {"job_priority": -1, "created_at": 1, "_id": 1},
         }
     }
+}
+
+/// Reads an agent document: upstream keeps the agent's fields at the top.
+fn agent_from_document(mut document: Document) -> Agent {
+    document.remove("_id");
+    let name = document.get_str("name").unwrap_or_default().to_owned();
+    document.remove("name");
+    let updated_at = document
+        .get_datetime("updated_at")
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(0);
+    document.remove("updated_at");
+    let strings = |value: Option<Bson>| -> Vec<Bson> {
+        match value {
+            Some(Bson::Array(items)) => items,
+            _ => Vec::new(),
+        }
+    };
+    let log = strings(document.remove("log"))
+        .into_iter()
+        .filter_map(|b| b.as_str().map(str::to_owned))
+        .collect();
+    let provision_log = strings(document.remove("provision_log"))
+        .into_iter()
+        .map(Bson::into_relaxed_extjson)
+        .collect();
+    let streak = match (
+        document.remove("provision_streak_type"),
+        document.remove("provision_streak_count"),
+    ) {
+        (Some(Bson::String(kind)), Some(count)) => {
+            let count = match count {
+                Bson::Int64(n) => n,
+                Bson::Int32(n) => i64::from(n),
+                _ => 0,
+            };
+            Some((kind, count))
+        }
+        _ => None,
+    };
+    Agent {
+        name,
+        fields: to_json_map(document),
+        log,
+        updated_at: Timestamp::from_millis(updated_at),
+        provision_streak: streak,
+        provision_log,
+    }
+}
+
+fn summary_from_document(document: Document) -> Result<JobSummary> {
+    Ok(JobSummary::of(&job_from_document(document)?))
 }
 
 fn terminal_states() -> Vec<&'static str> {
@@ -562,6 +628,220 @@ impl Store for MongoStore {
             let text: String = chunks.iter().filter_map(Bson::as_str).collect();
             (!text.is_empty()).then_some(text)
         }))
+    }
+
+    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
+        let mut set = to_document(&update.fields, "agent")?;
+        set.insert("updated_at", date(now));
+        let mut change = doc! {"$set": set};
+        if !update.log.is_empty() {
+            change.insert(
+                "$push",
+                doc! {"log": {"$each": &update.log, "$slice": -(agents::AGENT_LOG_KEEP as i64)}},
+            );
+        }
+        self.db
+            .collection::<Document>(AGENTS)
+            .update_one(doc! {"name": name}, change)
+            .upsert(true)
+            .await
+            .map_err(|e| Error::backend("storing an agent", e))?;
+        Ok(())
+    }
+
+    async fn get_agent(&self, name: &str) -> Result<Option<Agent>> {
+        let found = self
+            .db
+            .collection::<Document>(AGENTS)
+            .find_one(doc! {"name": name})
+            .await
+            .map_err(|e| Error::backend("reading an agent", e))?;
+        Ok(found.map(agent_from_document))
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>> {
+        let documents: Vec<Document> = self
+            .db
+            .collection::<Document>(AGENTS)
+            .find(doc! {})
+            .sort(doc! {"name": 1})
+            .await
+            .map_err(|e| Error::backend("reading agents", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("reading agents", e))?;
+        Ok(documents.into_iter().map(agent_from_document).collect())
+    }
+
+    async fn record_provision(
+        &self,
+        name: &str,
+        entry: &ProvisionEntry,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let Some(agent) = self.get_agent(name).await? else {
+            return Ok(false);
+        };
+        let current = agent
+            .provision_streak
+            .as_ref()
+            .map(|(k, n)| (k.as_str(), *n));
+        let (kind, count) = agents::next_streak(current, entry.exit_code);
+        let stored = bson::to_bson(&entry.to_value(now))
+            .map_err(|e| Error::backend("recording a provision", e))?;
+        self.db
+            .collection::<Document>(AGENTS)
+            .update_one(
+                doc! {"name": name},
+                doc! {
+                    "$set": {"provision_streak_type": kind, "provision_streak_count": count},
+                    "$push": {"provision_log": {"$each": [stored], "$slice": -(agents::PROVISION_LOG_KEEP as i64)}},
+                },
+            )
+            .await
+            .map_err(|e| Error::backend("recording a provision", e))?;
+        Ok(true)
+    }
+
+    async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>> {
+        let Some(document) = self
+            .jobs()
+            .find_one(doc! {"job_id": job_id.to_string()})
+            .await
+            .map_err(|e| Error::backend("finding a job's position", e))?
+        else {
+            return Ok(None);
+        };
+        let object_id = document.get("_id").cloned().unwrap_or(Bson::Null);
+        let job = job_from_document(document)?;
+        if job.state != job::WAITING {
+            return Ok(None);
+        }
+        let (priority, created) = (job.job_priority, date(job.created_at));
+        let ahead = self
+            .jobs()
+            .count_documents(doc! {
+                "result_data.job_state": job::WAITING,
+                "job_data.job_queue": &job.job_queue,
+                format!("job_data.{ATTACHMENTS_STATUS}"): {"$ne": AttachmentsStatus::Waiting.as_str()},
+                "$or": [
+                    {"job_priority": {"$gt": priority}},
+                    {"job_priority": priority, "created_at": {"$lt": created}},
+                    {"job_priority": priority, "created_at": created, "_id": {"$lt": object_id}},
+                ],
+            })
+            .await
+            .map_err(|e| Error::backend("finding a job's position", e))?;
+        Ok(Some(ahead))
+    }
+
+    async fn queue_jobs(&self, queue: &str, limit: usize) -> Result<Vec<JobSummary>> {
+        let documents: Vec<Document> = self
+            .jobs()
+            .find(doc! {"job_data.job_queue": queue})
+            .sort(doc! {"created_at": -1, "_id": -1})
+            .limit(limit as i64)
+            .await
+            .map_err(|e| Error::backend("listing a queue's jobs", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("listing a queue's jobs", e))?;
+        documents.into_iter().map(summary_from_document).collect()
+    }
+
+    async fn wait_times(
+        &self,
+        queues: &[String],
+        since: Timestamp,
+        per_queue: usize,
+    ) -> Result<BTreeMap<String, Vec<i64>>> {
+        let mut filter = doc! {"started_at": {"$gte": date(since)}};
+        if !queues.is_empty() {
+            filter.insert("job_data.job_queue", doc! {"$in": queues});
+        }
+        let documents: Vec<Document> = self
+            .jobs()
+            .find(filter)
+            .projection(doc! {"job_data.job_queue": 1, "created_at": 1, "started_at": 1})
+            .sort(doc! {"started_at": -1})
+            .await
+            .map_err(|e| Error::backend("reading wait times", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("reading wait times", e))?;
+        let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for document in documents {
+            let queue = document
+                .get_document("job_data")
+                .ok()
+                .and_then(|d| d.get_str("job_queue").ok())
+                .unwrap_or_default()
+                .to_owned();
+            let (Ok(created), Ok(started)) = (
+                document.get_datetime("created_at"),
+                document.get_datetime("started_at"),
+            ) else {
+                continue;
+            };
+            let waits = out.entry(queue).or_default();
+            if waits.len() < per_queue {
+                waits.push((started.timestamp_millis() - created.timestamp_millis()).max(0));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
+        let field = format!("job_data.{ATTACHMENTS_STATUS}");
+        let changed = self
+            .jobs()
+            .update_one(
+                doc! {"job_id": job_id.to_string(), &field: {"$exists": true}},
+                doc! {"$set": {&field: AttachmentsStatus::Complete.as_str()}},
+            )
+            .await
+            .map_err(|e| Error::backend("marking attachments uploaded", e))?;
+        Ok(changed.matched_count == 1)
+    }
+
+    async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>> {
+        let mut conditions: Vec<Document> = Vec::new();
+        if !query.tags.is_empty() {
+            let operator = if query.match_all { "$all" } else { "$in" };
+            conditions.push(doc! {"job_data.tags": {operator: &query.tags}});
+        }
+        let mut states: Vec<Document> = Vec::new();
+        if !query.states.is_empty() {
+            states.push(doc! {"result_data.job_state": {"$in": &query.states}});
+        }
+        if query.active {
+            states.push(doc! {"result_data.job_state": {"$nin": terminal_states()}});
+        }
+        if !states.is_empty() {
+            conditions.push(doc! {"$or": states});
+        }
+        if let Some((created, id)) = query.before {
+            conditions.push(doc! {"$or": [
+                {"created_at": {"$lt": date(created)}},
+                {"created_at": date(created), "job_id": {"$lt": id.to_string()}},
+            ]});
+        }
+        let filter = if conditions.is_empty() {
+            doc! {}
+        } else {
+            doc! {"$and": conditions}
+        };
+        let documents: Vec<Document> = self
+            .jobs()
+            .find(filter)
+            .sort(doc! {"created_at": -1, "job_id": -1})
+            .limit(query.limit as i64 + 1)
+            .await
+            .map_err(|e| Error::backend("searching jobs", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("searching jobs", e))?;
+        documents.into_iter().map(summary_from_document).collect()
     }
 
     async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>> {

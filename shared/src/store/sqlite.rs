@@ -12,8 +12,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{CancelOutcome, ClaimRequest, Store};
+use crate::agents::{self, Agent, AgentUpdate, ProvisionEntry};
 use crate::job::{self, AttachmentsStatus, Job, NewJob};
 use crate::logs::{LegacyStream, LogFragment, LogType};
+use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::{Error, Result, Timestamp};
 
@@ -73,6 +75,21 @@ CREATE TABLE live_output (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX live_output_by_job ON live_output (job_id, stream, seq);
+"#,
+    r#"
+CREATE TABLE agents (
+    name           TEXT PRIMARY KEY,
+    fields         TEXT NOT NULL,           -- JSON object
+    log            TEXT NOT NULL DEFAULT '[]',
+    updated_at     INTEGER NOT NULL,
+    streak_type    TEXT,
+    streak_count   INTEGER,
+    provision_log  TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX agents_updated ON agents (updated_at);
+CREATE INDEX jobs_by_queue ON jobs (job_queue, seq);
+CREATE INDEX jobs_started ON jobs (started_at) WHERE started_at IS NOT NULL;
+CREATE INDEX jobs_newest ON jobs (created_at, job_id);
 "#,
 ];
 
@@ -179,6 +196,55 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()
     };
     run(conn).map_err(|e| Error::backend("migrating the embedded database", e))
+}
+
+const AGENT_COLUMNS: &str =
+    "name, fields, log, updated_at, streak_type, streak_count, provision_log";
+
+fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
+    let fields: String = row.get(1)?;
+    let log: String = row.get(2)?;
+    let streak_type: Option<String> = row.get(4)?;
+    let streak_count: Option<i64> = row.get(5)?;
+    let provision_log: String = row.get(6)?;
+    Ok(Agent {
+        name: row.get(0)?,
+        fields: parse_object(&fields),
+        log: serde_json::from_str(&log).unwrap_or_default(),
+        updated_at: Timestamp::from_millis(row.get(3)?),
+        provision_streak: streak_type.zip(streak_count),
+        provision_log: serde_json::from_str(&provision_log).unwrap_or_default(),
+    })
+}
+
+fn load_agent(conn: &Connection, name: &str) -> rusqlite::Result<Option<Agent>> {
+    conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"
+    ))?
+    .query_row([name], agent_from_row)
+    .optional()
+}
+
+fn save_agent(conn: &Connection, agent: &Agent) -> rusqlite::Result<()> {
+    let (streak_type, streak_count) = agent.provision_streak.clone().unzip();
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        agent.name,
+        to_json(&agent.fields),
+        Value::from(agent.log.clone()).to_string(),
+        agent.updated_at.millis(),
+        streak_type,
+        streak_count,
+        Value::Array(agent.provision_log.clone()).to_string(),
+    ])?;
+    Ok(())
+}
+
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<JobSummary> {
+    let job = job_from_row(row)?;
+    Ok(JobSummary::of(&job))
 }
 
 fn job_exists(conn: &Connection, job_id: &str) -> rusqlite::Result<bool> {
@@ -532,6 +598,211 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
+        let (name, update) = (name.to_owned(), update.clone());
+        self.write("storing an agent", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut agent = load_agent(&tx, &name)?.unwrap_or_else(|| Agent {
+                name: name.clone(),
+                fields: Map::new(),
+                log: Vec::new(),
+                updated_at: now,
+                provision_streak: None,
+                provision_log: Vec::new(),
+            });
+            agent.fields.extend(update.fields);
+            agent.log.extend(update.log);
+            agents::keep_last(&mut agent.log, agents::AGENT_LOG_KEEP);
+            agent.updated_at = now;
+            save_agent(&tx, &agent)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn get_agent(&self, name: &str) -> Result<Option<Agent>> {
+        let name = name.to_owned();
+        self.read("reading an agent", move |conn| load_agent(conn, &name))
+            .await
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>> {
+        self.read("reading agents", |conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
+            let rows = stmt.query_map([], agent_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn record_provision(
+        &self,
+        name: &str,
+        entry: &ProvisionEntry,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (name, entry) = (name.to_owned(), entry.clone());
+        self.write("recording a provision", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(mut agent) = load_agent(&tx, &name)? else {
+                return Ok(false);
+            };
+            let current = agent
+                .provision_streak
+                .as_ref()
+                .map(|(k, n)| (k.as_str(), *n));
+            let (kind, count) = agents::next_streak(current, entry.exit_code);
+            agent.provision_streak = Some((kind.to_owned(), count));
+            agent.provision_log.push(entry.to_value(now));
+            agents::keep_last(&mut agent.provision_log, agents::PROVISION_LOG_KEEP);
+            save_agent(&tx, &agent)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>> {
+        self.read("finding a job's position", move |conn| {
+            let found: Option<(String, i64, i64, String)> = conn
+                .prepare_cached(
+                    "SELECT job_queue, job_priority, seq, state FROM jobs WHERE job_id = ?1",
+                )?
+                .query_row([job_id.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            let Some((queue, priority, seq, state)) = found else {
+                return Ok(None);
+            };
+            if state != job::WAITING {
+                return Ok(None);
+            }
+            let ahead: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM jobs WHERE state = 'waiting' AND job_queue = ?1 \
+                     AND (attachments_status IS NULL OR attachments_status = 'complete') \
+                     AND (job_priority > ?2 OR (job_priority = ?2 AND seq < ?3))",
+                )?
+                .query_row(params![queue, priority, seq], |r| r.get(0))?;
+            Ok(Some(ahead as u64))
+        })
+        .await
+    }
+
+    async fn queue_jobs(&self, queue: &str, limit: usize) -> Result<Vec<JobSummary>> {
+        let queue = queue.to_owned();
+        self.read("listing a queue's jobs", move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE job_queue = ?1 ORDER BY seq DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![queue, limit as i64], summary_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn wait_times(
+        &self,
+        queues: &[String],
+        since: Timestamp,
+        per_queue: usize,
+    ) -> Result<BTreeMap<String, Vec<i64>>> {
+        let queues = queues.to_vec();
+        self.read("reading wait times", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT job_queue, started_at - created_at FROM jobs \
+                 WHERE started_at IS NOT NULL AND started_at >= ?1 ORDER BY started_at DESC",
+            )?;
+            let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            let rows = stmt.query_map([since.millis()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (queue, wait) = row?;
+                if !queues.is_empty() && !queues.contains(&queue) {
+                    continue;
+                }
+                let waits = out.entry(queue).or_default();
+                if waits.len() < per_queue {
+                    waits.push(wait.max(0));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
+        self.write("marking attachments uploaded", move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET attachments_status = 'complete' \
+                     WHERE job_id = ?1 AND attachments_status IS NOT NULL",
+                )?
+                .execute([job_id.to_string()])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>> {
+        let query = query.clone();
+        self.read("searching jobs", move |conn| {
+            let mut conditions: Vec<String> = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            let placeholders = |items: &[String], values: &mut Vec<rusqlite::types::Value>| {
+                let start = values.len();
+                values.extend(items.iter().cloned().map(Into::into));
+                (start..values.len()).map(|i| format!("?{}", i + 1)).collect::<Vec<_>>().join(", ")
+            };
+            if !query.tags.is_empty() {
+                let list = placeholders(&query.tags, &mut values);
+                if query.match_all {
+                    let distinct = query.tags.iter().collect::<std::collections::HashSet<_>>().len();
+                    conditions.push(format!(
+                        "(SELECT count(DISTINCT value) FROM json_each(jobs.job_data, '$.tags') WHERE value IN ({list})) = {distinct}"
+                    ));
+                } else {
+                    conditions.push(format!(
+                        "EXISTS (SELECT 1 FROM json_each(jobs.job_data, '$.tags') WHERE value IN ({list}))"
+                    ));
+                }
+            }
+            let mut state_terms = Vec::new();
+            if !query.states.is_empty() {
+                state_terms.push(format!("state IN ({})", placeholders(&query.states, &mut values)));
+            }
+            if query.active {
+                let terminal: Vec<String> = job::TERMINAL_STATES.iter().map(|s| s.to_string()).collect();
+                state_terms.push(format!("state NOT IN ({})", placeholders(&terminal, &mut values)));
+            }
+            if !state_terms.is_empty() {
+                conditions.push(format!("({})", state_terms.join(" OR ")));
+            }
+            if let Some((created, id)) = query.before {
+                values.push(created.millis().into());
+                values.push(id.to_string().into());
+                let (c, i) = (values.len() - 1, values.len());
+                conditions.push(format!("(created_at < ?{c} OR (created_at = ?{c} AND job_id < ?{i}))"));
+            }
+            let filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            };
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, job_id DESC LIMIT {}",
+                query.limit + 1
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(values), summary_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>> {
         self.write("purging expired records", move |conn| {
             let tx = conn.transaction()?;
@@ -546,6 +817,10 @@ impl Store for SqliteStore {
                 [cutoff.millis()],
             )?;
             tx.execute("DELETE FROM logs WHERE updated_at < ?1", [cutoff.millis()])?;
+            tx.execute(
+                "DELETE FROM agents WHERE updated_at < ?1",
+                [cutoff.millis()],
+            )?;
             tx.execute(
                 "DELETE FROM live_output WHERE updated_at < ?1",
                 [cutoff.millis()],
