@@ -15,7 +15,7 @@ use axum::Router;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
-use crate::handlers::{agents, artifacts, jobs, logs, meta, results};
+use crate::handlers::{agents, artifacts, jobs, logs, meta, queues, results};
 use crate::AppState;
 
 /// One endpoint: its function name, method, path (axum and SAM share the
@@ -52,6 +52,67 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!("job-action", POST, "/v1/job/{id}/action", jobs::act_on_job),
     endpoint!("result-post", POST, "/v1/result/{id}", results::post_result),
     endpoint!("result-get", GET, "/v1/result/{id}", results::get_result),
+    endpoint!(
+        "job-position",
+        GET,
+        "/v1/job/{id}/position",
+        jobs::job_position
+    ),
+    endpoint!("job-search", GET, "/v1/job/search", jobs::search_jobs),
+    endpoint!(
+        "attachments-upload",
+        POST,
+        "/v1/job/{id}/attachments",
+        artifacts::upload_attachments
+    ),
+    endpoint!(
+        "attachments-download",
+        GET,
+        "/v1/job/{id}/attachments",
+        artifacts::download_attachments
+    ),
+    endpoint!(
+        "agent-data-post",
+        POST,
+        "/v1/agents/data/{name}",
+        agents::post_agent_data
+    ),
+    endpoint!(
+        "agent-data-list",
+        GET,
+        "/v1/agents/data",
+        agents::list_agents
+    ),
+    endpoint!(
+        "agent-data-get",
+        GET,
+        "/v1/agents/data/{name}",
+        agents::get_agent
+    ),
+    endpoint!(
+        "provision-log-post",
+        POST,
+        "/v1/agents/provision_logs/{name}",
+        agents::post_provision_log
+    ),
+    endpoint!(
+        "queue-agents",
+        GET,
+        "/v1/queues/{queue}/agents",
+        queues::queue_agents
+    ),
+    endpoint!(
+        "queue-jobs",
+        GET,
+        "/v1/queues/{queue}/jobs",
+        queues::queue_jobs
+    ),
+    endpoint!(
+        "queue-wait-times",
+        GET,
+        "/v1/queues/wait_times",
+        queues::wait_times
+    ),
     endpoint!(
         "log-post",
         POST,

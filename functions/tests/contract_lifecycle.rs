@@ -267,3 +267,216 @@ async fn oidc_auth_init_is_404_so_the_cli_goes_on_anonymously() {
         .await
         .assert_error(StatusCode::NOT_FOUND);
 }
+
+// ---------------------------------------------------------------- agents and queues
+
+#[tokio::test]
+async fn agent_data_sets_the_cookie_and_checks_fields() {
+    let server = Server::new().await;
+    let reply = server
+        .post_json(
+            "/v1/agents/data/dev-1",
+            &json!({"state": "waiting", "queues": ["q"], "log": ["booted"]}),
+        )
+        .await;
+    assert_eq!(reply.ok_json(), json!({"status": "OK"}));
+    assert_eq!(
+        reply.headers["set-cookie"],
+        "agent_name=dev-1; HttpOnly; Path=/; SameSite=Strict"
+    );
+    server
+        .post_json(
+            "/v1/agents/data/dev-1",
+            &json!({"state": 3, "queues": "q", "updated_at": "x"}),
+        )
+        .await
+        .assert_invalid_fields(&["queues", "state", "updated_at"]);
+    server
+        .post_json("/v1/agents/data/a;b", &json!({"state": "waiting"}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+
+    let listed = server.get("/v1/agents/data").await.ok_json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(
+        listed[0].get("log").is_none(),
+        "the list leaves logs out: {listed}"
+    );
+    assert_eq!(listed[0]["restricted_to"], json!({}));
+    let one = server.get("/v1/agents/data/dev-1").await.ok_json();
+    assert_eq!(one["log"], json!(["booted"]));
+    assert_eq!(one["state"], json!("waiting"));
+    assert!(is_rfc3339_utc(one["updated_at"].as_str().unwrap()));
+    server
+        .get("/v1/agents/data/nobody")
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_provision_log_for_an_unknown_agent_is_404_and_writes_nothing() {
+    let server = Server::new().await;
+    let entry = json!({"job_id": UNKNOWN_ID, "exit_code": 1, "detail": "provision_fail"});
+    server
+        .post_json("/v1/agents/provision_logs/ghost", &entry)
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    server
+        .get("/v1/agents/data/ghost")
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    server
+        .post_json(
+            "/v1/agents/provision_logs/ghost",
+            &json!({"exit_code": "x"}),
+        )
+        .await
+        .assert_invalid_fields(&["exit_code", "job_id"]);
+    server
+        .post_json("/v1/agents/data/dev", &json!({"state": "waiting"}))
+        .await
+        .ok_json();
+    server
+        .post_json("/v1/agents/provision_logs/dev", &entry)
+        .await
+        .assert_ok_text();
+    let agent = server.get("/v1/agents/data/dev").await.ok_json();
+    assert_eq!(agent["provision_streak_type"], json!("fail"));
+    assert_eq!(agent["provision_streak_count"], json!(1));
+}
+
+#[tokio::test]
+async fn a_queue_exists_when_an_agent_lists_it() {
+    let server = Server::new().await;
+    let reply = server.get("/v1/queues/lab-q/agents").await;
+    assert_eq!(
+        reply.assert_error(StatusCode::NOT_FOUND)["message"],
+        json!("Queue 'lab-q' does not exist.")
+    );
+    server
+        .post_json(
+            "/v1/agents/data/dev",
+            &json!({"state": "waiting", "queues": ["lab-q"]}),
+        )
+        .await
+        .ok_json();
+    let agents = server.get("/v1/queues/lab-q/agents").await.ok_json();
+    assert_eq!(agents[0]["name"], json!("dev"));
+    server
+        .get("/v1/queues/lab-q/jobs")
+        .await
+        .assert_no_content();
+    let id = server.submit(json!({"job_queue": "lab-q"})).await;
+    let jobs = server.get("/v1/queues/lab-q/jobs").await.ok_json();
+    assert_eq!(
+        jobs,
+        json!([{"job_id": id, "created_at": jobs[0]["created_at"], "job_state": "waiting", "job_queue": "lab-q"}])
+    );
+}
+
+#[tokio::test]
+async fn wait_times_cover_claimed_queues_only() {
+    let server = Server::new().await;
+    assert_eq!(
+        server.get("/v1/queues/wait_times").await.ok_json(),
+        json!({})
+    );
+    server.submit(json!({"job_queue": "a"})).await;
+    server.submit(json!({"job_queue": "b"})).await;
+    server.claim_one("queue=a").await;
+    server.claim_one("queue=b").await;
+    let all = server.get("/v1/queues/wait_times").await.ok_json();
+    assert_eq!(all.as_object().unwrap().len(), 2);
+    let keys: Vec<&String> = all["a"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["5", "10", "50", "90", "95"]);
+    assert!(all["a"]["50"].as_f64().unwrap() >= 0.0);
+    let only_a = server.get("/v1/queues/wait_times?queue=a").await.ok_json();
+    assert_eq!(
+        only_a.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["a"]
+    );
+}
+
+#[tokio::test]
+async fn position_is_410_once_a_job_is_not_waiting() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    let reply = server.get(&format!("/v1/job/{id}/position")).await;
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "0"));
+    server.claim_one("queue=q").await;
+    server
+        .get(&format!("/v1/job/{id}/position"))
+        .await
+        .assert_error(StatusCode::GONE);
+    server
+        .get(&format!("/v1/job/{UNKNOWN_ID}/position"))
+        .await
+        .assert_error(StatusCode::GONE);
+    server
+        .get("/v1/job/nope/position")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn search_parameters_are_checked() {
+    let server = Server::new().await;
+    let body = server
+        .get("/v1/job/search?match=some&limit=0")
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&String> = body["detail"]["query"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(fields, ["limit", "match"]);
+    assert_eq!(server.get("/v1/job/search").await.ok_json(), json!([]));
+}
+
+#[tokio::test]
+async fn attachments_are_only_for_jobs_that_declare_them() {
+    let server = Server::new().await;
+    let plain = server.submit(json!({"job_queue": "q"})).await;
+    let body = multipart(BOUNDARY, &[("file", Some("a.tar.gz"), b"data")]);
+    server
+        .post_raw(
+            &format!("/v1/job/{plain}/attachments"),
+            Some(&multipart_type()),
+            body.clone(),
+        )
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    server
+        .post_raw(
+            &format!("/v1/job/{UNKNOWN_ID}/attachments"),
+            Some(&multipart_type()),
+            body.clone(),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    server
+        .get(&format!("/v1/job/{plain}/attachments"))
+        .await
+        .assert_no_content();
+
+    // A job waiting for attachments that is cancelled no longer takes them.
+    let waiting = server
+        .submit(json!({"job_queue": "q", "test_data": {"attachments": [{"agent": "f"}]}}))
+        .await;
+    server
+        .post_json(
+            &format!("/v1/job/{waiting}/action"),
+            &json!({"action": "cancel"}),
+        )
+        .await
+        .assert_ok_text();
+    server
+        .post_raw(
+            &format!("/v1/job/{waiting}/attachments"),
+            Some(&multipart_type()),
+            body,
+        )
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -12,6 +12,7 @@ use axum::Json;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
 use testflinger_shared::blob::{BlobKey, ByteStream};
+use testflinger_shared::job::{self, AttachmentsStatus};
 
 use super::{no_content, ok_text};
 use crate::error::{ApiError, ApiResult};
@@ -42,6 +43,49 @@ pub async fn download_artifact(
         return Ok(redirect);
     }
     stream_blob(&state, key, "application/gzip", "artifact.tar.gz").await
+}
+
+/// `POST /v1/job/{id}/attachments`: multipart, field `file`. A job that
+/// declared attachments becomes claimable once they are stored; a retried
+/// upload after success answers OK again.
+pub async fn upload_attachments(
+    State(state): State<AppState>,
+    JobId(id): JobId,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Response> {
+    let Some(job) = state.store.get_job(id).await? else {
+        return Err(ApiError::not_found(format!("Job {id} not found.")));
+    };
+    let not_awaiting = || {
+        ApiError::invalid_field(
+            "json",
+            "file",
+            &format!("Job {id} is not awaiting attachments."),
+        )
+    };
+    match job.attachments_status {
+        Some(AttachmentsStatus::Complete) => return Ok(ok_text()),
+        Some(AttachmentsStatus::Waiting) if job.state == job::WAITING => {}
+        _ => return Err(not_awaiting()),
+    }
+    let size = store_file_field(&state, BlobKey::attachments(id), multipart).await?;
+    if !state.store.complete_attachments(id).await? {
+        return Err(not_awaiting());
+    }
+    tracing::info!(job_id = %id, bytes = size, "attachments stored");
+    Ok(ok_text())
+}
+
+/// `GET /v1/job/{id}/attachments`: the agent downloads them after its claim.
+pub async fn download_attachments(
+    State(state): State<AppState>,
+    JobId(id): JobId,
+) -> ApiResult<Response> {
+    let key = BlobKey::attachments(id);
+    if let Some(redirect) = redirect_large_blob(&state, &key).await? {
+        return Ok(redirect);
+    }
+    stream_blob(&state, key, "application/gzip", "attachments.tar.gz").await
 }
 
 /// Blobs above this size are redirected when transfers go direct: Lambda

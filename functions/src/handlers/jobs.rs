@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use testflinger_shared::job::validate_submission;
+use testflinger_shared::queues::SearchQuery;
 use testflinger_shared::store::{CancelOutcome, ClaimRequest, MAX_CLAIM_QUEUES};
 use testflinger_shared::Timestamp;
 
@@ -93,4 +94,50 @@ pub async fn act_on_job(
         )),
         CancelOutcome::NotFound => Err(ApiError::not_found(format!("Job {id} not found."))),
     }
+}
+
+/// `GET /v1/job/{id}/position`: 0 = next to be claimed on its queue.
+pub async fn job_position(State(state): State<AppState>, JobId(id): JobId) -> ApiResult<Response> {
+    match state.store.job_position(id).await? {
+        Some(position) => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            position.to_string(),
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::GONE,
+            "Job not found or already started",
+        )),
+    }
+}
+
+/// `GET /v1/job/search?tags=..&match=any|all&state=..&limit=..&before=..`
+pub async fn search_jobs(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let query =
+        SearchQuery::parse(&pairs).map_err(|fields| ApiError::validation("query", &fields))?;
+    let mut found = state.store.search_jobs(&query).await?;
+    let more = found.len() > query.limit;
+    found.truncate(query.limit);
+    let list: Vec<Value> = found.iter().map(|j| j.view(true)).collect();
+    let mut response = Json(list).into_response();
+    if let (true, Some(last)) = (more, found.last()) {
+        let link = format!(
+            "<{}?{}>; rel=\"next\"",
+            parts.uri.path(),
+            query.next_page(last)
+        );
+        if let Ok(value) = link.parse() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::LINK, value);
+        }
+    }
+    Ok(response)
 }

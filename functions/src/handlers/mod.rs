@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod jobs;
 pub mod logs;
 pub mod meta;
+pub mod queues;
 pub mod results;
 
 use axum::http::{header, StatusCode};
