@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::AuthMode;
+
 /// Every key the server reads, with its meaning; the file may hold no other.
 pub const KEYS: &[(&str, &str)] = &[
     ("TESTFLINGER_CONFIG", "path of this file (environment only)"),
@@ -69,6 +71,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("AWS_SECRET_ACCESS_KEY", "S3 secret key"),
     ("AWS_SESSION_TOKEN", "S3 session token"),
+    (
+        "JWT_SIGNING_KEY",
+        "HS256 key of access tokens (selects the standard auth mode)",
+    ),
+    ("TESTFLINGER_AUTH_MODE", "open, standard or strict"),
+    (
+        "JWT_LEEWAY",
+        "seconds of clock skew allowed on tokens (default 5)",
+    ),
 ];
 
 pub const DEFAULT_CONFIG_FILE: &str = "testflinger.conf";
@@ -205,6 +216,27 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
+/// Who may call without a token, and how tokens are signed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub signing_key: Option<String>,
+    pub leeway_seconds: u64,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("mode", &self.mode)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "(hidden)"),
+            )
+            .field("leeway_seconds", &self.leeway_seconds)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub data_dir: PathBuf,
@@ -213,6 +245,7 @@ pub struct Config {
     pub limits: Limits,
     pub retention_days: u32,
     pub log_format: LogFormat,
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -282,6 +315,7 @@ impl Config {
             limits,
             retention_days,
             log_format,
+            auth: auth_config(&get)?,
         })
     }
 
@@ -378,6 +412,47 @@ fn store_config<'a>(
         },
     )?;
     Ok(StoreConfig::MongoDb(mongo))
+}
+
+/// Open without a signing key, standard with one (SPEC.md §3).
+fn auth_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<AuthConfig, ConfigError> {
+    let signing_key = get("JWT_SIGNING_KEY").map(str::to_owned);
+    let default_mode = if signing_key.is_some() {
+        AuthMode::Standard
+    } else {
+        AuthMode::Open
+    };
+    let mode = parse_or(get, "TESTFLINGER_AUTH_MODE", default_mode, |v| {
+        AuthMode::parse(&v.to_ascii_lowercase())
+            .ok_or_else(|| "expected open, standard or strict".to_owned())
+    })?;
+    let leeway_seconds = parse_or(get, "JWT_LEEWAY", 5, |v| {
+        v.parse::<u64>()
+            .map_err(|_| "expected a whole number of seconds".to_owned())
+    })?;
+    if mode != AuthMode::Open {
+        // Fail closed: this version does not enforce tokens yet, and a server
+        // that silently ran open where its operator asked for tokens would be
+        // worse than one that does not start.
+        let key = if get("TESTFLINGER_AUTH_MODE").is_some() {
+            "TESTFLINGER_AUTH_MODE"
+        } else {
+            "JWT_SIGNING_KEY"
+        };
+        return Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            value: if key == "JWT_SIGNING_KEY" { "(hidden)".to_owned() } else { mode.as_str().to_owned() },
+            problem: format!(
+                "the {} auth mode is not available in this version yet (only open is); unset JWT_SIGNING_KEY and TESTFLINGER_AUTH_MODE",
+                mode.as_str()
+            ),
+        });
+    }
+    Ok(AuthConfig {
+        mode,
+        signing_key,
+        leeway_seconds,
+    })
 }
 
 fn blob_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<BlobConfig, ConfigError> {
@@ -617,6 +692,25 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("S3_FORCE_PATH_STYLE"));
+    }
+
+    #[test]
+    fn auth_defaults_to_open_and_refuses_modes_it_cannot_enforce_yet() {
+        let config = Config::from_values(&HashMap::new()).unwrap();
+        assert_eq!(config.auth.mode, AuthMode::Open);
+        assert_eq!(config.auth.leeway_seconds, 5);
+        let err = Config::from_values(&values(&[("JWT_SIGNING_KEY", "s3cret-key")])).unwrap_err();
+        assert!(
+            err.to_string().contains("JWT_SIGNING_KEY") && !err.to_string().contains("s3cret-key"),
+            "{err}"
+        );
+        let err = Config::from_values(&values(&[("TESTFLINGER_AUTH_MODE", "strict")])).unwrap_err();
+        assert!(err.to_string().contains("TESTFLINGER_AUTH_MODE"), "{err}");
+        let err = Config::from_values(&values(&[("TESTFLINGER_AUTH_MODE", "lax")])).unwrap_err();
+        assert!(
+            err.to_string().contains("open, standard or strict"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! status codes; the `local` crate wires them to a socket.
 
 pub mod agents;
+pub mod auth;
 pub mod blob;
 pub mod config;
 pub mod error;

@@ -1,0 +1,273 @@
+//! Authentication's building blocks (SPEC.md §3): roles, modes, client
+//! secrets stored as slow salted hashes, HS256 access tokens and opaque
+//! refresh tokens.
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// Roles, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Manager,
+    Contributor,
+    Agent,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Manager, Role::Contributor, Role::Agent];
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Contributor => "contributor",
+            Role::Agent => "agent",
+        }
+    }
+
+    /// Higher is stronger; only used to decide who may grant or edit whom.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Admin => 3,
+            Role::Manager => 2,
+            Role::Contributor => 1,
+            Role::Agent => 0,
+        }
+    }
+
+    /// Whether a holder of `self` may grant or edit `other`.
+    pub fn may_manage(self, other: Role) -> bool {
+        self.rank() >= other.rank()
+    }
+}
+
+/// Who may call without a token (SPEC.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anonymous callers act as contributors and agents.
+    Open,
+    /// Anonymous callers act as contributors; agent endpoints need a token.
+    Standard,
+    /// Everything but the health check needs a token.
+    Strict,
+}
+
+impl AuthMode {
+    pub fn parse(text: &str) -> Option<AuthMode> {
+        match text {
+            "open" => Some(AuthMode::Open),
+            "standard" => Some(AuthMode::Standard),
+            "strict" => Some(AuthMode::Strict),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Open => "open",
+            AuthMode::Standard => "standard",
+            AuthMode::Strict => "strict",
+        }
+    }
+
+    /// The roles an anonymous caller holds in this mode.
+    pub fn anonymous_roles(self) -> &'static [Role] {
+        match self {
+            AuthMode::Open => &[Role::Contributor, Role::Agent],
+            AuthMode::Standard => &[Role::Contributor],
+            AuthMode::Strict => &[],
+        }
+    }
+}
+
+/// Stores a client secret as an Argon2id hash with a random salt (PHC string).
+pub fn hash_secret(secret: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .unwrap_or_default()
+}
+
+/// Whether `secret` matches a stored hash; a malformed hash never matches.
+pub fn verify_secret(secret: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Life of an access token, in seconds (the clients expect 600).
+pub const ACCESS_TOKEN_SECONDS: i64 = 600;
+/// Life of a refresh token, in seconds (6 days).
+pub const REFRESH_TOKEN_SECONDS: i64 = 6 * 86_400;
+
+/// What an access token says. Permissions are not frozen into it: they are
+/// read from the store at each request, so grants and revocations take
+/// effect at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub client_id: String,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Why a token was refused: the clients refresh and replay on 401 only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Expired or not yet valid: 401.
+    Expired,
+    /// Bad signature, wrong algorithm, missing claims or garbage: 403.
+    Invalid,
+}
+
+/// Signs and checks access tokens with one HS256 key.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    leeway_seconds: u64,
+}
+
+impl TokenKeys {
+    pub fn new(signing_key: &[u8], leeway_seconds: u64) -> Self {
+        TokenKeys {
+            encoding: EncodingKey::from_secret(signing_key),
+            decoding: DecodingKey::from_secret(signing_key),
+            leeway_seconds,
+        }
+    }
+
+    pub fn issue(&self, client_id: &str, role: Role, now: Timestamp) -> String {
+        let iat = now.millis() / 1000;
+        let claims = AccessClaims {
+            sub: "access_token".into(),
+            client_id: client_id.to_owned(),
+            role,
+            iat,
+            exp: iat + ACCESS_TOKEN_SECONDS,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default()
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = self.leeway_seconds;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        match jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation) {
+            Ok(data) if data.claims.sub == "access_token" => Ok(data.claims),
+            Ok(_) => Err(TokenError::Invalid),
+            Err(e) => match e.kind() {
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
+                    Err(TokenError::Expired)
+                }
+                _ => Err(TokenError::Invalid),
+            },
+        }
+    }
+}
+
+/// A new opaque refresh token: 64 characters from 48 random bytes.
+pub fn new_refresh_token() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = [0u8; 64];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(b & 63)] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_for_management() {
+        assert!(Role::Admin.may_manage(Role::Manager));
+        assert!(Role::Manager.may_manage(Role::Manager));
+        assert!(!Role::Manager.may_manage(Role::Admin));
+        assert!(!Role::Agent.may_manage(Role::Contributor));
+        assert_eq!(Role::parse("manager"), Some(Role::Manager));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn modes_decide_what_anonymous_callers_may_do() {
+        assert_eq!(
+            AuthMode::Open.anonymous_roles(),
+            [Role::Contributor, Role::Agent]
+        );
+        assert_eq!(AuthMode::Standard.anonymous_roles(), [Role::Contributor]);
+        assert!(AuthMode::Strict.anonymous_roles().is_empty());
+        assert_eq!(AuthMode::parse("lax"), None);
+    }
+
+    #[test]
+    fn secrets_are_salted_hashes() {
+        let hash = hash_secret("correct horse battery");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"));
+        assert_ne!(
+            hash,
+            hash_secret("correct horse battery"),
+            "a fresh salt each time"
+        );
+        assert!(verify_secret("correct horse battery", &hash));
+        assert!(!verify_secret("wrong horse battery", &hash));
+        assert!(!verify_secret("anything", "not a hash"));
+    }
+
+    #[test]
+    fn access_tokens_expire_with_401_and_forgeries_get_403() {
+        let keys = TokenKeys::new(b"a signing key of some length", 0);
+        let now = Timestamp::now();
+        let token = keys.issue("ci-bot", Role::Agent, now);
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!(
+            (claims.client_id.as_str(), claims.role),
+            ("ci-bot", Role::Agent)
+        );
+        assert_eq!(claims.exp - claims.iat, ACCESS_TOKEN_SECONDS);
+
+        let old = Timestamp::from_millis(now.millis() - 3_600_000);
+        assert_eq!(
+            keys.verify(&keys.issue("ci-bot", Role::Agent, old)),
+            Err(TokenError::Expired)
+        );
+        let other = TokenKeys::new(b"another key entirely", 0);
+        assert_eq!(other.verify(&token), Err(TokenError::Invalid));
+        assert_eq!(keys.verify("garbage"), Err(TokenError::Invalid));
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert_eq!(keys.verify(&tampered), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn refresh_tokens_are_long_and_random() {
+        let (a, b) = (new_refresh_token(), new_refresh_token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}
