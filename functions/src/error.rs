@@ -63,7 +63,6 @@ impl From<Error> for ApiError {
             }
             Error::BadRequest(message) => ApiError::bad_request(message),
             Error::NotFound(message) => ApiError::not_found(message),
-            Error::Conflict(message) => ApiError::bad_request(message),
             error @ Error::TooLarge { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("The request is too large: {error}."),

@@ -103,6 +103,25 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     }
 }
 
+/// A route's named text parameter other than `{id}` (`{name}`, `{queue}`,
+/// `{log_type}`); a segment that is not valid UTF-8 is 400 with a JSON body.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Invalid path: {}.", e.body_text())))?;
+        params
+            .into_iter()
+            .find(|(name, _)| name != "id")
+            .map(|(_, value)| Segment(value))
+            .ok_or_else(|| ApiError::bad_request("The path is missing a segment."))
+    }
+}
+
 /// Every value of a repeatable query parameter, in order.
 pub fn query_values(parts_query: Option<&str>, key: &str) -> Vec<String> {
     form_urlencoded::parse(parts_query.unwrap_or("").as_bytes())

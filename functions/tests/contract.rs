@@ -971,18 +971,18 @@ async fn artifact_with_a_bad_id_is_400() {
 }
 
 #[tokio::test]
-async fn artifact_upload_without_multipart_is_400() {
+async fn artifact_upload_without_multipart_is_415() {
     let server = Server::new().await;
     let id = server.submit(json!({"job_queue": "q"})).await;
     let uri = format!("/v1/result/{id}/artifact");
     server
         .post_raw(&uri, Some("application/octet-stream"), b"raw".to_vec())
         .await
-        .assert_error(StatusCode::BAD_REQUEST);
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     server
         .post_raw(&uri, None, b"raw".to_vec())
         .await
-        .assert_error(StatusCode::BAD_REQUEST);
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     server.get(&uri).await.assert_no_content();
 }
 
@@ -1276,7 +1276,7 @@ async fn every_error_body_has_message_and_detail() {
             server
                 .post_raw(&format!("/v1/result/{id}/artifact"), None, "x")
                 .await,
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (server.get("/v1/missing").await, StatusCode::NOT_FOUND),
         (

@@ -480,3 +480,46 @@ async fn attachments_are_only_for_jobs_that_declare_them() {
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn data_that_a_store_would_change_is_refused_alike_everywhere() {
+    let server = Server::new().await;
+    server
+        .post_json("/v1/job", &json!({"job_queue": "q", "test_data": {"$numberLong": "5"}, "big": 18446744073709551615u64}))
+        .await
+        .assert_invalid_fields(&["big", "test_data.$numberLong"]);
+    let id = server
+        .submit(json!({"job_queue": "q", "kept": {"nested": [1, {"deep": true}]}}))
+        .await;
+    assert_eq!(
+        server.get(&format!("/v1/job/{id}")).await.ok_json()["kept"],
+        json!({"nested": [1, {"deep": true}]})
+    );
+    server
+        .post_json(
+            &format!("/v1/result/{id}"),
+            &json!({"agent_reported_state": "x", "job_state": "test"}),
+        )
+        .await
+        .assert_invalid_fields(&["agent_reported_state"]);
+    server
+        .post_json(
+            "/v1/agents/data/dev",
+            &json!({"_id": 5, "meta": {"$set": 1}}),
+        )
+        .await
+        .assert_invalid_fields(&["_id", "meta.$set"]);
+}
+
+#[tokio::test]
+async fn a_bad_path_segment_gets_a_json_400() {
+    let server = Server::new().await;
+    for uri in [
+        "/v1/agents/data/%FF",
+        "/v1/queues/%FF/agents",
+        "/v1/queues/%FF/jobs",
+        "/v1/agents/images/%FF",
+    ] {
+        server.get(uri).await.assert_error(StatusCode::BAD_REQUEST);
+    }
+}

@@ -101,7 +101,8 @@ pub const AGENT_LOG_KEEP: usize = 100;
 pub const PROVISION_LOG_KEEP: usize = 100;
 
 /// Fields the server owns on an agent; an agent cannot post them.
-const SERVER_FIELDS: [&str; 6] = [
+const SERVER_FIELDS: [&str; 7] = [
+    "_id",
     "name",
     "updated_at",
     "log",
@@ -138,7 +139,7 @@ pub fn validate_agent_name(name: &str) -> Result<()> {
 /// Known fields are type-checked; other storable fields are kept.
 pub fn validate_agent_update(mut body: Map<String, Value>) -> Result<AgentUpdate> {
     let mut errors = FieldErrors::new();
-    crate::validation::check_storable_keys(body.keys(), &mut errors);
+    crate::validation::check_storable_fields(&body, &mut errors);
     for field in [
         "state",
         "location",

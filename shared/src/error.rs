@@ -19,9 +19,6 @@ pub enum Error {
     /// The named thing does not exist (404).
     #[error("{0}")]
     NotFound(String),
-    /// The request conflicts with the current state of the thing (400, as upstream).
-    #[error("{0}")]
-    Conflict(String),
     /// More bytes than the configured limit (413).
     #[error("{what} exceeds the limit of {limit} bytes")]
     TooLarge { what: &'static str, limit: u64 },

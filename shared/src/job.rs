@@ -128,7 +128,7 @@ pub fn validate_submission(body: Value, now: Timestamp) -> Result<NewJob> {
     let mut errors = FieldErrors::new();
     // The server chooses the id of a new job (SPEC.md §5).
     data.remove("job_id");
-    crate::validation::check_storable_keys(data.keys(), &mut errors);
+    crate::validation::check_storable_fields(&data, &mut errors);
     if data.contains_key(ATTACHMENTS_STATUS) {
         errors.add(ATTACHMENTS_STATUS, "This field is set by the server.");
     }

@@ -32,11 +32,6 @@ impl LogType {
             LogType::Serial => "serial",
         }
     }
-
-    /// The key of a phase's log in the flat result: `<phase>_output`, `<phase>_serial`.
-    pub fn result_suffix(self) -> &'static str {
-        self.as_str()
-    }
 }
 
 /// The phases whose logs the API reports, in order.

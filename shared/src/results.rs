@@ -20,7 +20,10 @@ pub struct ResultPatch {
 /// integers, `device_info` must be an object and `job_state` a non-empty string.
 pub fn validate_result(mut body: Map<String, Value>) -> Result<ResultPatch> {
     let mut errors = FieldErrors::new();
-    crate::validation::check_storable_keys(body.keys(), &mut errors);
+    crate::validation::check_storable_fields(&body, &mut errors);
+    if body.contains_key(REPORTED_STATE_KEY) {
+        errors.add(REPORTED_STATE_KEY, "This field is set by the server.");
+    }
     if let Some(status) = body.get("status") {
         match status.as_object() {
             Some(map) => {
@@ -94,7 +97,7 @@ pub fn result_view(job: &Job, logs: &[(LogType, Vec<LogFragment>)]) -> Map<Strin
     for (log_type, fragments) in logs {
         for (phase, text) in phase_logs(fragments) {
             out.insert(
-                format!("{phase}_{}", log_type.result_suffix()),
+                format!("{phase}_{}", log_type.as_str()),
                 Value::String(text),
             );
         }

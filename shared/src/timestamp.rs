@@ -1,7 +1,10 @@
 //! Points in time as milliseconds since the Unix epoch, shown as RFC 3339 in UTC.
 
 use std::fmt;
-use time::{format_description::well_known::Rfc3339, macros::format_description, OffsetDateTime};
+use time::{
+    format_description::well_known::Rfc3339, macros::format_description, OffsetDateTime,
+    PrimitiveDateTime,
+};
 
 /// A UTC instant with millisecond precision, the resolution every backend keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,9 +24,17 @@ impl Timestamp {
         self.0
     }
 
-    /// Parses any RFC 3339 date-time (any offset), as clients send them.
+    /// Parses an RFC 3339 date-time (any offset), as clients send them; one
+    /// without an offset is taken as UTC, as upstream's server did.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
-        let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+        let parsed = OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| {
+            let naive = format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+            );
+            PrimitiveDateTime::parse(text, &naive)
+                .ok()
+                .map(PrimitiveDateTime::assume_utc)
+        })?;
         Some(Timestamp(
             (parsed.unix_timestamp_nanos() / 1_000_000) as i64,
         ))
@@ -67,5 +78,7 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-11-25T01:43:53.642+01:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-25T00:43:53.642Z");
         assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+        let naive = Timestamp::parse_rfc3339("2026-11-25T00:43:53.642").unwrap();
+        assert_eq!(naive.to_rfc3339(), "2026-11-25T00:43:53.642Z");
     }
 }

@@ -12,7 +12,7 @@ use testflinger_shared::logs::{LegacyStream, LogFragment, LogType};
 use testflinger_shared::queues::SearchQuery;
 use testflinger_shared::results::{validate_result, ResultPatch, REPORTED_STATE_KEY};
 use testflinger_shared::store::{CancelOutcome, ClaimRequest, Store};
-use testflinger_shared::Timestamp;
+use testflinger_shared::{Error, Timestamp};
 use uuid::Uuid;
 
 /// Runs each case against every store; a store whose server is not
@@ -65,6 +65,8 @@ conformance!(
     wait_times_come_from_claims,
     uploaded_attachments_make_a_job_claimable,
     search_filters_by_tags_and_states_and_pages,
+    concurrent_provisions_each_count_once,
+    a_job_too_large_to_store_is_refused_as_such,
 );
 
 fn t(millis: i64) -> Timestamp {
@@ -700,4 +702,47 @@ async fn search_filters_by_tags_and_states_and_pages(store: Arc<dyn Store>) {
         .unwrap();
     let cursor = testflinger_shared::queues::cursor(&all[1]);
     assert_eq!(search(&[("limit", "2"), ("before", &cursor)]).await, [b, a]);
+}
+
+async fn concurrent_provisions_each_count_once(store: Arc<dyn Store>) {
+    store
+        .upsert_agent("busy", &agent_update(json!({"state": "waiting"})), t(1))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let entry = ProvisionEntry {
+                job_id: "j".into(),
+                exit_code: 0,
+                detail: String::new(),
+            };
+            store.record_provision("busy", &entry, t(2)).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    let agent = store.get_agent("busy").await.unwrap().unwrap();
+    assert_eq!(agent.provision_streak, Some(("pass".to_string(), 20)));
+    assert_eq!(agent.provision_log.len(), 20);
+}
+
+async fn a_job_too_large_to_store_is_refused_as_such(store: Arc<dyn Store>) {
+    // 2.6 MB of JSON, over 16 MiB as BSON: stored whole, or refused as too
+    // large (413), never a backend failure (500).
+    let zeros = vec![0; 1_300_000];
+    let job = new_job(json!({"job_queue": "q", "zeros": zeros}), 1);
+    match store.insert_job(&job).await {
+        Ok(()) => {
+            let stored = store.get_job(job.job_id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.job_data["zeros"].as_array().map(Vec::len),
+                Some(1_300_000)
+            );
+        }
+        Err(Error::TooLarge { .. }) => assert!(store.get_job(job.job_id).await.unwrap().is_none()),
+        Err(other) => panic!("expected success or TooLarge, got {other:?}"),
+    }
 }

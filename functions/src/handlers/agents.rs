@@ -1,6 +1,6 @@
 //! What agents advertise: queues and images.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use testflinger_shared::Timestamp;
 
 use super::ok_text;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonObject;
+use crate::extract::{JsonObject, Segment};
 use crate::AppState;
 
 /// `POST /v1/agents/queues`: `{queue: description}`.
@@ -47,7 +47,7 @@ pub async fn advertise_images(
 /// `GET /v1/agents/images/{queue}`
 pub async fn get_images(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
     Ok(Json(state.store.get_images(&queue).await?))
 }
@@ -56,7 +56,7 @@ pub async fn get_images(
 /// `agent_name` cookie that the claim reads.
 pub async fn post_agent_data(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     validate_agent_name(&name)?;
@@ -87,7 +87,7 @@ pub async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Vec<Va
 /// `GET /v1/agents/data/{name}`
 pub async fn get_agent(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> ApiResult<Json<Value>> {
     match state.store.get_agent(&name).await? {
         Some(agent) => Ok(Json(Value::Object(agent.view(true)))),
@@ -100,7 +100,7 @@ pub async fn get_agent(
 /// `POST /v1/agents/provision_logs/{name}`
 pub async fn post_provision_log(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let entry = validate_provision_entry(&body)?;

@@ -42,7 +42,7 @@ pub async fn download_artifact(
     if let Some(redirect) = redirect_large_blob(&state, &key).await? {
         return Ok(redirect);
     }
-    stream_blob(&state, key, "application/gzip", "artifact.tar.gz").await
+    stream_blob(&state, key).await
 }
 
 /// `POST /v1/job/{id}/attachments`: multipart, field `file`. A job that
@@ -85,7 +85,7 @@ pub async fn download_attachments(
     if let Some(redirect) = redirect_large_blob(&state, &key).await? {
         return Ok(redirect);
     }
-    stream_blob(&state, key, "application/gzip", "attachments.tar.gz").await
+    stream_blob(&state, key).await
 }
 
 /// Blobs above this size are redirected when transfers go direct: Lambda
@@ -172,9 +172,10 @@ pub async fn store_file_field(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<u64> {
     let mut multipart = multipart.map_err(|e| {
-        ApiError::bad_request(format!(
-            "Expected a multipart/form-data body with a \"file\" field: {e}."
-        ))
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Expected a multipart/form-data body with a \"file\" field: {e}."),
+        )
     })?;
     loop {
         let field = multipart.next_field().await.map_err(multipart_error)?;
@@ -209,21 +210,17 @@ fn multipart_error(error: MultipartError) -> ApiError {
 }
 
 /// Answers with a stored blob as a download, or 204 when there is none.
-pub async fn stream_blob(
-    state: &AppState,
-    key: BlobKey,
-    content_type: &'static str,
-    filename: &str,
-) -> ApiResult<Response> {
+/// Both kinds of blob are gzipped tarballs.
+pub async fn stream_blob(state: &AppState, key: BlobKey) -> ApiResult<Response> {
     let Some(blob) = state.blobs.get(&key).await? else {
         return Ok(no_content());
     };
     let mut response = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_TYPE, "application/gzip")
         .header(
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename={filename}"),
+            format!("attachment; filename={}", key.kind.download_name()),
         );
     if let Some(size) = blob.size {
         response = response.header(header::CONTENT_LENGTH, size);

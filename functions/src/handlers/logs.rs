@@ -1,36 +1,28 @@
 //! Live output: log fragments, and the legacy append-and-consume buffers.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use std::collections::HashMap;
 use testflinger_shared::logs::{log_view, validate_fragment, LegacyStream, LogQuery, LogType};
 use testflinger_shared::Timestamp;
 use uuid::Uuid;
 
 use super::{no_content, ok_text};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{read_limited, JobId, JsonObject};
+use crate::extract::{read_limited, JobId, JsonObject, Segment};
 use crate::AppState;
-
-/// The `{log_type}` path segment; an unknown type is 404.
-fn log_type(params: &HashMap<String, String>) -> ApiResult<LogType> {
-    Ok(LogType::parse(
-        params.get("log_type").map(String::as_str).unwrap_or(""),
-    )?)
-}
 
 /// `POST /v1/result/{id}/log/{output|serial}`
 pub async fn post_log(
     State(state): State<AppState>,
     JobId(id): JobId,
-    Path(params): Path<HashMap<String, String>>,
+    Segment(log_type): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let log_type = log_type(&params)?;
+    let log_type = LogType::parse(&log_type)?;
     let fragment = validate_fragment(&body, state.limits.log_fragment)?;
     if state
         .store
@@ -47,10 +39,10 @@ pub async fn post_log(
 pub async fn get_log(
     State(state): State<AppState>,
     JobId(id): JobId,
-    Path(params): Path<HashMap<String, String>>,
+    Segment(log_type): Segment,
     parts: Parts,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let log_type = log_type(&params)?;
+    let log_type = LogType::parse(&log_type)?;
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()

@@ -1,6 +1,6 @@
 //! Read-only views of queues: their agents, their jobs, their wait times.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,14 +12,14 @@ use testflinger_shared::Timestamp;
 
 use super::no_content;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::query_values;
+use crate::extract::{query_values, Segment};
 use crate::AppState;
 
 /// `GET /v1/queues/{queue}/agents`. A queue exists when some agent lists it;
 /// the CLI's submit pre-check relies on the 404 message.
 pub async fn queue_agents(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
 ) -> ApiResult<Json<Vec<Value>>> {
     let agents = state.store.list_agents().await?;
     let serving: Vec<Value> = agents
@@ -38,7 +38,7 @@ pub async fn queue_agents(
 /// `GET /v1/queues/{queue}/jobs`: the queue's jobs in any state, newest first.
 pub async fn queue_jobs(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
 ) -> ApiResult<Response> {
     let jobs = state.store.queue_jobs(&queue, QUEUE_JOBS_LIMIT).await?;
     if jobs.is_empty() {

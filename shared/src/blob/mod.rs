@@ -33,6 +33,14 @@ pub enum BlobKind {
 }
 
 impl BlobKind {
+    /// The file name clients save a download under.
+    pub fn download_name(self) -> &'static str {
+        match self {
+            BlobKind::Artifact => "artifact.tar.gz",
+            BlobKind::Attachments => "attachments.tar.gz",
+        }
+    }
+
     pub fn folder(self) -> &'static str {
         match self {
             BlobKind::Artifact => "artifacts",

@@ -307,7 +307,10 @@ impl BlobStore for S3BlobStore {
             .get_object()
             .bucket(&self.bucket)
             .key(key.to_string())
-            .response_content_disposition("attachment; filename=artifact.tar.gz")
+            .response_content_disposition(format!(
+                "attachment; filename={}",
+                key.kind.download_name()
+            ))
             .presigned(config)
             .await
             .map_err(|e| Error::backend("presigning a download", describe(&e)))?;

@@ -30,6 +30,9 @@ const JOBS: &str = "jobs";
 const QUEUES: &str = "queues";
 const LOGS: &str = "logs";
 const AGENTS: &str = "agents";
+
+/// Compare-and-set attempts of a provision streak under contention.
+const PROVISION_ATTEMPTS: usize = 64;
 /// Upstream's legacy live-output collection.
 const LIVE_OUTPUT: &str = "output";
 
@@ -165,6 +168,41 @@ impl MongoStore {
             .map_err(|e| Error::backend("looking up a job", e))?;
         Ok(found.is_some())
     }
+}
+
+/// MongoDB's largest document.
+const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A write refused for its size is the client's doing (413), not a broken
+/// backend; everything else is a backend failure.
+fn write_error(context: &'static str, error: mongodb::error::Error) -> Error {
+    let text = error.to_string();
+    if text.contains("too large")
+        || text.contains("must be within")
+        || text.contains("BSONObjectTooLarge")
+    {
+        Error::TooLarge {
+            what: "the stored document",
+            limit: MAX_DOCUMENT_BYTES,
+        }
+    } else {
+        Error::backend(context, error)
+    }
+}
+
+/// Refuses a document that MongoDB could not store (413), before writing.
+fn check_size(document: &Document) -> Result<()> {
+    let mut bytes = Vec::new();
+    document
+        .to_writer(&mut bytes)
+        .map_err(|e| Error::backend("encoding a document", e))?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES - 64 * 1024 {
+        return Err(Error::TooLarge {
+            what: "the stored document",
+            limit: MAX_DOCUMENT_BYTES,
+        });
+    }
+    Ok(())
 }
 
 fn date(t: Timestamp) -> DateTime {
@@ -346,10 +384,11 @@ impl Store for MongoStore {
             "job_data": job_data,
             "result_data": {"job_state": job::WAITING},
         };
+        check_size(&document)?;
         self.jobs()
             .insert_one(document)
             .await
-            .map_err(|e| Error::backend("storing a job", e))?;
+            .map_err(|e| write_error("storing a job", e))?;
         Ok(())
     }
 
@@ -419,6 +458,7 @@ impl Store for MongoStore {
             set.insert(format!("result_data.{key}"), value);
         }
         set.insert("updated_at", date(now));
+        check_size(&set)?;
         // The state moves only when the job is not terminal (one atomic
         // update); otherwise the report is only recorded, as the domain's
         // `next_state` says.
@@ -439,7 +479,7 @@ impl Store for MongoStore {
                     },
                 )
                 .await
-                .map_err(|e| Error::backend("storing a result", e))?;
+                .map_err(|e| write_error("storing a result", e))?;
             if moved.matched_count == 1 {
                 return Ok(true);
             }
@@ -454,7 +494,7 @@ impl Store for MongoStore {
             .jobs()
             .update_one(doc! {"job_id": &id}, doc! {"$set": set})
             .await
-            .map_err(|e| Error::backend("storing a result", e))?;
+            .map_err(|e| write_error("storing a result", e))?;
         Ok(recorded.matched_count == 1)
     }
 
@@ -633,6 +673,7 @@ impl Store for MongoStore {
     async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
         let mut set = to_document(&update.fields, "agent")?;
         set.insert("updated_at", date(now));
+        check_size(&set)?;
         let mut change = doc! {"$set": set};
         if !update.log.is_empty() {
             change.insert(
@@ -679,28 +720,46 @@ impl Store for MongoStore {
         entry: &ProvisionEntry,
         now: Timestamp,
     ) -> Result<bool> {
-        let Some(agent) = self.get_agent(name).await? else {
-            return Ok(false);
-        };
-        let current = agent
-            .provision_streak
-            .as_ref()
-            .map(|(k, n)| (k.as_str(), *n));
-        let (kind, count) = agents::next_streak(current, entry.exit_code);
         let stored = bson::to_bson(&entry.to_value(now))
             .map_err(|e| Error::backend("recording a provision", e))?;
-        self.db
-            .collection::<Document>(AGENTS)
-            .update_one(
-                doc! {"name": name},
-                doc! {
-                    "$set": {"provision_streak_type": kind, "provision_streak_count": count},
-                    "$push": {"provision_log": {"$each": [stored], "$slice": -(agents::PROVISION_LOG_KEEP as i64)}},
+        // The streak moves by compare-and-set on the streak it was computed
+        // from, so concurrent posts for one agent each count once.
+        for _ in 0..PROVISION_ATTEMPTS {
+            let Some(agent) = self.get_agent(name).await? else {
+                return Ok(false);
+            };
+            let current = agent
+                .provision_streak
+                .as_ref()
+                .map(|(k, n)| (k.as_str(), *n));
+            let (kind, count) = agents::next_streak(current, entry.exit_code);
+            let filter = match &agent.provision_streak {
+                Some((old_kind, old_count)) => doc! {
+                    "name": name, "provision_streak_type": old_kind, "provision_streak_count": old_count,
                 },
-            )
-            .await
-            .map_err(|e| Error::backend("recording a provision", e))?;
-        Ok(true)
+                None => doc! {"name": name, "provision_streak_type": {"$exists": false}},
+            };
+            let changed = self
+                .db
+                .collection::<Document>(AGENTS)
+                .update_one(
+                    filter,
+                    doc! {
+                        "$set": {"provision_streak_type": kind, "provision_streak_count": count},
+                        "$push": {"provision_log": {"$each": [stored.clone()], "$slice": -(agents::PROVISION_LOG_KEEP as i64)}},
+                    },
+                )
+                .await
+                .map_err(|e| Error::backend("recording a provision", e))?;
+            if changed.matched_count == 1 {
+                return Ok(true);
+            }
+            tokio::task::yield_now().await;
+        }
+        Err(Error::backend(
+            "recording a provision",
+            format!("the agent {name} changed {PROVISION_ATTEMPTS} times while its streak was being updated"),
+        ))
     }
 
     async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>> {

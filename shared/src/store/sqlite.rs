@@ -91,6 +91,13 @@ CREATE INDEX jobs_by_queue ON jobs (job_queue, seq);
 CREATE INDEX jobs_started ON jobs (started_at) WHERE started_at IS NOT NULL;
 CREATE INDEX jobs_newest ON jobs (created_at, job_id);
 "#,
+    // Jobs still waiting for attachments are not claimable: kept out of the
+    // claim index, no claim walks past them.
+    r#"
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_claim ON jobs (job_queue, job_priority DESC, seq)
+    WHERE state = 'waiting' AND (attachments_status IS NULL OR attachments_status = 'complete');
+"#,
 ];
 
 const JOB_COLUMNS: &str = "job_id, job_queue, job_priority, state, created_at, started_at, \
