@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use common::*;
 use serde_json::{json, Value};
+use testflinger_shared::logs::LOG_PHASES;
 
 const AGENT: &str = "dev-01";
 
@@ -22,17 +23,6 @@ const PHASES: [&str; 6] = [
     "test",
     "allocate",
     "reserve",
-];
-
-/// Every phase a fragment may name, as `GET .../log/<type>` lists them.
-const LOG_PHASES: [&str; 7] = [
-    "setup",
-    "provision",
-    "firmware_update",
-    "test",
-    "allocate",
-    "reserve",
-    "cleanup",
 ];
 
 // ---------------------------------------------------------------------------

@@ -95,59 +95,74 @@ impl MongoStore {
                 )
                 .build()
         };
-        let jobs = self.db.collection::<Document>(JOBS);
-        jobs.create_indexes([
-            index(doc! {"job_id": 1}, "job_id", true, None),
-            index(
-                doc! {"result_data.job_state": 1, "job_data.job_queue": 1, "job_priority": -1, "created_at": 1, "_id": 1},
-                CLAIM_INDEX,
-                false,
-                None,
+        let plan = [
+            (
+                JOBS,
+                vec![
+                    index(doc! {"job_id": 1}, "job_id", true, None),
+                    index(
+                        doc! {"result_data.job_state": 1, "job_data.job_queue": 1, "job_priority": -1, "created_at": 1, "_id": 1},
+                        CLAIM_INDEX,
+                        false,
+                        None,
+                    ),
+                    index(doc! {"created_at": 1}, "retention", false, Some(ttl)),
+                    index(
+                        doc! {"job_data.job_queue": 1, "created_at": -1},
+                        "by_queue",
+                        false,
+                        None,
+                    ),
+                    index(doc! {"started_at": -1}, "by_start", false, None),
+                    index(
+                        doc! {"job_data.tags": 1, "created_at": -1},
+                        "by_tag",
+                        false,
+                        None,
+                    ),
+                ],
             ),
-            index(doc! {"created_at": 1}, "retention", false, Some(ttl)),
-            index(doc! {"job_data.job_queue": 1, "created_at": -1}, "by_queue", false, None),
-            index(doc! {"started_at": -1}, "by_start", false, None),
-            index(doc! {"job_data.tags": 1, "created_at": -1}, "by_tag", false, None),
-        ])
-        .await
-        .map_err(|e| Error::backend("creating the jobs indexes", e))?;
-        self.db
-            .collection::<Document>(AGENTS)
-            .create_indexes([
-                index(doc! {"name": 1}, "name", true, None),
-                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
-            ])
-            .await
-            .map_err(|e| Error::backend("creating the agents indexes", e))?;
-        self.db
-            .collection::<Document>(QUEUES)
-            .create_indexes([
-                index(doc! {"name": 1}, "name", true, None),
-                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
-            ])
-            .await
-            .map_err(|e| Error::backend("creating the queues indexes", e))?;
-        self.db
-            .collection::<Document>(LOGS)
-            .create_indexes([
-                index(
-                    doc! {"job_id": 1, "log_type": 1, "fragment_number": 1},
-                    "fragment",
-                    true,
-                    None,
-                ),
-                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
-            ])
-            .await
-            .map_err(|e| Error::backend("creating the logs indexes", e))?;
-        self.db
-            .collection::<Document>(LIVE_OUTPUT)
-            .create_indexes([
-                index(doc! {"job_id": 1, "stream": 1}, "buffer", true, None),
-                index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
-            ])
-            .await
-            .map_err(|e| Error::backend("creating the live-output indexes", e))?;
+            (
+                AGENTS,
+                vec![
+                    index(doc! {"name": 1}, "name", true, None),
+                    index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+                ],
+            ),
+            (
+                QUEUES,
+                vec![
+                    index(doc! {"name": 1}, "name", true, None),
+                    index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+                ],
+            ),
+            (
+                LOGS,
+                vec![
+                    index(
+                        doc! {"job_id": 1, "log_type": 1, "fragment_number": 1},
+                        "fragment",
+                        true,
+                        None,
+                    ),
+                    index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+                ],
+            ),
+            (
+                LIVE_OUTPUT,
+                vec![
+                    index(doc! {"job_id": 1, "stream": 1}, "buffer", true, None),
+                    index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+                ],
+            ),
+        ];
+        for (collection, indexes) in plan {
+            self.db
+                .collection::<Document>(collection)
+                .create_indexes(indexes)
+                .await
+                .map_err(|e| Error::backend("creating indexes", format!("{collection}: {e}")))?;
+        }
         Ok(())
     }
 
