@@ -1,0 +1,115 @@
+//! The load generator against a real harness: bounded, counting, and
+//! refusing anything but loopback before it sends a request.
+
+mod common;
+
+use std::process::Command;
+
+use common::Server;
+use serde_json::Value;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_testflinger-loadgen");
+
+#[test]
+fn it_drives_whole_jobs_and_reports_every_endpoint_as_json() {
+    let server = Server::start();
+    let output = Command::new(LOADGEN)
+        .args([
+            "--target",
+            &server.base,
+            "--agents",
+            "4",
+            "--submitters",
+            "1",
+            "--queues",
+            "2",
+            "--jobs",
+            "6",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["completed"].as_u64(), Some(6), "{report}");
+    assert!(report["claims"].as_u64().unwrap() >= 6);
+    assert!(report["duration_s"].as_f64().unwrap() > 0.0);
+    let endpoints = report["endpoints"].as_object().unwrap();
+    for endpoint in [
+        "GET /v1",
+        "GET /v1/agents/data/{name}",
+        "POST /v1/agents/queues",
+        "GET /v1/job",
+        "POST /v1/job",
+        "POST /v1/result/{id}",
+        "POST /v1/result/{id}/log/output",
+        "POST /v1/result/{id}/artifact",
+        "POST /v1/agents/provision_logs/{name}",
+    ] {
+        let stats = &endpoints[endpoint];
+        assert!(stats["count"].as_u64().unwrap() > 0, "{endpoint}: {stats}");
+        assert_eq!(
+            stats["errors"],
+            serde_json::json!({}),
+            "{endpoint}: {stats}"
+        );
+        for key in ["rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"] {
+            assert!(stats[key].as_f64().is_some(), "{endpoint}.{key}");
+        }
+    }
+    // Four agents each: GET /v1 once per idle cycle, the data read four times.
+    assert_eq!(
+        endpoints["GET /v1/agents/data/{name}"]["count"]
+            .as_u64()
+            .unwrap(),
+        4 * endpoints["GET /v1"]["count"].as_u64().unwrap()
+    );
+    assert_eq!(report["total"]["errors"].as_u64(), Some(0));
+}
+
+#[test]
+fn it_stops_by_itself_at_the_duration() {
+    let server = Server::start();
+    let started = std::time::Instant::now();
+    let output = Command::new(LOADGEN)
+        .args([
+            "--target",
+            &server.base,
+            "--agents",
+            "2",
+            "--submitters",
+            "0",
+            "--duration",
+            "1",
+            "--poll-interval",
+            "0.05",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(started.elapsed().as_secs() < 30, "it stopped by itself");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["completed"].as_u64(), Some(0));
+    assert!(
+        report["endpoints"]["GET /v1/job"]["count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn it_refuses_a_target_outside_loopback() {
+    // Refused before any request: the address is never contacted.
+    let output = Command::new(LOADGEN)
+        .args(["--target", "http://10.0.0.1:8000", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("only loopback targets"));
+}
