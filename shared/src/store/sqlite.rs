@@ -22,6 +22,9 @@ use crate::{Error, Result, Timestamp};
 /// The database file inside the data folder.
 pub const DATABASE_FILE: &str = "testflinger.sqlite3";
 
+/// How often an unchanged advertised queue's `updated_at` is refreshed.
+const QUEUE_REFRESH_MILLIS: i64 = 3_600_000;
+
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -290,11 +293,11 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// The claim statement for `queues` distinct queues: the best candidate of
-/// each queue comes from the `jobs_claim` index (one seek per queue), the best
-/// of those is flipped to `running`. Parameters: ?1 now, ?2 agent name, then
-/// one per queue.
-fn claim_sql(queues: usize) -> String {
+/// The `seq` of the job a claim takes for `queues` distinct queues: the best
+/// candidate of each queue comes from the `jobs_claim` index (one seek per
+/// queue), then the best of those. Parameters: ?2 agent name, then one per
+/// queue from ?3.
+fn candidate_sql(queues: usize) -> String {
     let per_queue: Vec<String> = (0..queues)
         .map(|i| {
             format!(
@@ -309,11 +312,35 @@ fn claim_sql(queues: usize) -> String {
         })
         .collect();
     format!(
-        "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1 \
-         WHERE seq = (SELECT seq FROM ({}) ORDER BY job_priority DESC, seq LIMIT 1) \
-         RETURNING {JOB_COLUMNS}",
+        "SELECT seq FROM ({}) ORDER BY job_priority DESC, seq LIMIT 1",
         per_queue.join(" UNION ALL ")
     )
+}
+
+/// The claim: the candidate flipped to `running` in one statement.
+/// Parameters: ?1 now, then those of [`candidate_sql`].
+fn claim_sql(queues: usize) -> String {
+    format!(
+        "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1 \
+         WHERE seq = ({}) RETURNING {JOB_COLUMNS}",
+        candidate_sql(queues)
+    )
+}
+
+/// Whether the claim would find a job; the same parameters as [`claim_sql`].
+fn probe_sql(queues: usize) -> String {
+    format!(
+        "SELECT ?1 IS NOT NULL AND EXISTS ({})",
+        candidate_sql(queues)
+    )
+}
+
+/// The claim statement's parameters: ?1 now, ?2 agent name, then the queues.
+fn claim_values(request: &ClaimRequest, now: Timestamp) -> Vec<rusqlite::types::Value> {
+    let mut values: Vec<rusqlite::types::Value> =
+        vec![now.millis().into(), request.agent_name.clone().into()];
+    values.extend(request.queues.iter().cloned().map(Into::into));
+    values
 }
 
 #[async_trait]
@@ -355,15 +382,27 @@ impl Store for SqliteStore {
         if request.queues.is_empty() {
             return Ok(None);
         }
+        // Most claims find nothing (idle agents poll every few seconds): a
+        // read, in parallel with everything else under WAL, says so without
+        // taking the single writer.
+        let probe = request.clone();
+        let any = self
+            .read("looking for a job to claim", move |conn| {
+                conn.prepare_cached(&probe_sql(probe.queues.len()))?
+                    .query_row(params_from_iter(claim_values(&probe, now)), |r| {
+                        r.get::<_, bool>(0)
+                    })
+            })
+            .await?;
+        if !any {
+            return Ok(None);
+        }
         let request = request.clone();
         // One statement, so one atomic write; the wait is the job's own
         // `started_at - created_at`.
         self.write("claiming a job", move |conn| {
-            let mut values: Vec<rusqlite::types::Value> =
-                vec![now.millis().into(), request.agent_name.clone().into()];
-            values.extend(request.queues.iter().cloned().map(Into::into));
             conn.prepare_cached(&claim_sql(request.queues.len()))?
-                .query_row(params_from_iter(values), job_from_row)
+                .query_row(params_from_iter(claim_values(&request, now)), job_from_row)
                 .optional()
         })
         .await
@@ -439,7 +478,32 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_queues(&self, queues: &BTreeMap<String, String>, now: Timestamp) -> Result<()> {
-        let queues = queues.clone();
+        // Agents re-post the same queues every cycle. Only a new or changed
+        // description, or an `updated_at` older than the refresh period
+        // (retention needs no finer), takes the single writer.
+        let wanted = queues.clone();
+        let fresh_since = now.millis() - QUEUE_REFRESH_MILLIS;
+        let changed: BTreeMap<String, String> = self
+            .read("reading queues", move |conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT description, updated_at FROM queues WHERE name = ?1")?;
+                let mut changed = BTreeMap::new();
+                for (name, description) in wanted {
+                    let current: Option<(Option<String>, i64)> = stmt
+                        .query_row([&name], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let unchanged = matches!(&current,
+                        Some((Some(stored), at)) if *stored == description && *at >= fresh_since);
+                    if !unchanged {
+                        changed.insert(name, description);
+                    }
+                }
+                Ok(changed)
+            })
+            .await?;
+        if changed.is_empty() {
+            return Ok(());
+        }
         self.write("storing queues", move |conn| {
             let tx = conn.transaction()?;
             {
@@ -448,7 +512,7 @@ impl Store for SqliteStore {
                      ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
                      updated_at = excluded.updated_at",
                 )?;
-                for (name, description) in &queues {
+                for (name, description) in &changed {
                     stmt.execute(params![name, description, now.millis()])?;
                 }
             }
@@ -852,29 +916,32 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         let conn = store.inner.writer.lock().unwrap();
         for queues in [1, 3] {
-            let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(queues));
-            let mut stmt = conn.prepare(&sql).unwrap();
-            let mut args: Vec<rusqlite::types::Value> =
-                vec![0i64.into(), "agent".to_string().into()];
-            args.extend((0..queues).map(|i| rusqlite::types::Value::from(format!("q{i}"))));
-            let plan: Vec<String> = stmt
-                .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
-            let seeks = plan
-                .iter()
-                .filter(|l| l.contains("USING INDEX jobs_claim"))
-                .count();
-            assert_eq!(seeks, queues, "plan: {plan:#?}");
-            assert!(
-                !plan.iter().any(|l| l.starts_with("SCAN jobs")),
-                "the claim must not scan the jobs table: {plan:#?}"
-            );
-            // Each queue's candidate comes in index order; only the few
-            // candidates (one per queue) are sorted.
-            let sorts = plan.iter().filter(|l| l.contains("TEMP B-TREE")).count();
-            assert_eq!(sorts, usize::from(queues > 1), "plan: {plan:#?}");
+            for sql in [claim_sql(queues), probe_sql(queues)] {
+                let sql = format!("EXPLAIN QUERY PLAN {sql}");
+                let mut stmt = conn.prepare(&sql).unwrap();
+                let mut args: Vec<rusqlite::types::Value> =
+                    vec![0i64.into(), "agent".to_string().into()];
+                args.extend((0..queues).map(|i| rusqlite::types::Value::from(format!("q{i}"))));
+                let plan: Vec<String> = stmt
+                    .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let seeks = plan
+                    .iter()
+                    .filter(|l| l.contains("USING INDEX jobs_claim"))
+                    .count();
+                assert_eq!(seeks, queues, "plan: {plan:#?}");
+                assert!(
+                    !plan.iter().any(|l| l.starts_with("SCAN jobs")),
+                    "the claim must not scan the jobs table: {plan:#?}"
+                );
+                // Each queue's candidate comes in index order; only the few
+                // candidates (one per queue) are sorted.
+                let sorts = plan.iter().filter(|l| l.contains("TEMP B-TREE")).count();
+                // (The probe's EXISTS needs no order at all.)
+                assert!(sorts <= usize::from(queues > 1), "plan: {plan:#?}");
+            }
         }
     }
 
