@@ -220,6 +220,18 @@ fn check_size(document: &Document) -> Result<()> {
     Ok(())
 }
 
+/// Runs a `find` and collects every document it returns.
+async fn collect_all(
+    find: impl std::future::IntoFuture<Output = mongodb::error::Result<mongodb::Cursor<Document>>>,
+    context: &'static str,
+) -> Result<Vec<Document>> {
+    find.await
+        .map_err(|e| Error::backend(context, e))?
+        .try_collect()
+        .await
+        .map_err(|e| Error::backend(context, e))
+}
+
 fn date(t: Timestamp) -> DateTime {
     DateTime::from_millis(t.millis())
 }
@@ -528,14 +540,11 @@ impl Store for MongoStore {
     }
 
     async fn list_queues(&self) -> Result<BTreeMap<String, String>> {
-        let documents: Vec<Document> = self
-            .queues()
-            .find(doc! {"description": {"$exists": true}})
-            .await
-            .map_err(|e| Error::backend("reading queues", e))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend("reading queues", e))?;
+        let documents = collect_all(
+            self.queues().find(doc! {"description": {"$exists": true}}),
+            "reading queues",
+        )
+        .await?;
         Ok(documents
             .iter()
             .filter_map(|d| {
@@ -619,20 +628,18 @@ impl Store for MongoStore {
         log_type: LogType,
         start_fragment: i64,
     ) -> Result<Vec<LogFragment>> {
-        let documents: Vec<Document> = self
-            .db
-            .collection::<Document>(LOGS)
-            .find(doc! {
-                "job_id": job_id.to_string(),
-                "log_type": log_type.as_str(),
-                "fragment_number": {"$gte": start_fragment},
-            })
-            .sort(doc! {"fragment_number": 1})
-            .await
-            .map_err(|e| Error::backend("reading logs", e))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend("reading logs", e))?;
+        let documents = collect_all(
+            self.db
+                .collection::<Document>(LOGS)
+                .find(doc! {
+                    "job_id": job_id.to_string(),
+                    "log_type": log_type.as_str(),
+                    "fragment_number": {"$gte": start_fragment},
+                })
+                .sort(doc! {"fragment_number": 1}),
+            "reading logs",
+        )
+        .await?;
         Ok(documents
             .iter()
             .map(|d| LogFragment {
@@ -716,16 +723,14 @@ impl Store for MongoStore {
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>> {
-        let documents: Vec<Document> = self
-            .db
-            .collection::<Document>(AGENTS)
-            .find(doc! {})
-            .sort(doc! {"name": 1})
-            .await
-            .map_err(|e| Error::backend("reading agents", e))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend("reading agents", e))?;
+        let documents = collect_all(
+            self.db
+                .collection::<Document>(AGENTS)
+                .find(doc! {})
+                .sort(doc! {"name": 1}),
+            "reading agents",
+        )
+        .await?;
         Ok(documents.into_iter().map(agent_from_document).collect())
     }
 
@@ -810,16 +815,14 @@ impl Store for MongoStore {
     }
 
     async fn queue_jobs(&self, queue: &str, limit: usize) -> Result<Vec<JobSummary>> {
-        let documents: Vec<Document> = self
-            .jobs()
-            .find(doc! {"job_data.job_queue": queue})
-            .sort(doc! {"created_at": -1, "_id": -1})
-            .limit(limit as i64)
-            .await
-            .map_err(|e| Error::backend("listing a queue's jobs", e))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend("listing a queue's jobs", e))?;
+        let documents = collect_all(
+            self.jobs()
+                .find(doc! {"job_data.job_queue": queue})
+                .sort(doc! {"created_at": -1, "_id": -1})
+                .limit(limit as i64),
+            "listing a queue's jobs",
+        )
+        .await?;
         documents.into_iter().map(summary_from_document).collect()
     }
 
@@ -833,16 +836,14 @@ impl Store for MongoStore {
         if !queues.is_empty() {
             filter.insert("job_data.job_queue", doc! {"$in": queues});
         }
-        let documents: Vec<Document> = self
-            .jobs()
-            .find(filter)
-            .projection(doc! {"job_data.job_queue": 1, "created_at": 1, "started_at": 1})
-            .sort(doc! {"started_at": -1})
-            .await
-            .map_err(|e| Error::backend("reading wait times", e))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend("reading wait times", e))?;
+        let documents = collect_all(
+            self.jobs()
+                .find(filter)
+                .projection(doc! {"job_data.job_queue": 1, "created_at": 1, "started_at": 1})
+                .sort(doc! {"started_at": -1}),
+            "reading wait times",
+        )
+        .await?;
         let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for document in documents {
             let queue = document
@@ -905,16 +906,14 @@ impl Store for MongoStore {
         } else {
             doc! {"$and": conditions}
         };
-        let documents: Vec<Document> = self
-            .jobs()
-            .find(filter)
-            .sort(doc! {"created_at": -1, "job_id": -1})
-            .limit(query.limit as i64 + 1)
-            .await
-            .map_err(|e| Error::backend("searching jobs", e))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend("searching jobs", e))?;
+        let documents = collect_all(
+            self.jobs()
+                .find(filter)
+                .sort(doc! {"created_at": -1, "job_id": -1})
+                .limit(query.limit as i64 + 1),
+            "searching jobs",
+        )
+        .await?;
         documents.into_iter().map(summary_from_document).collect()
     }
 
@@ -922,15 +921,13 @@ impl Store for MongoStore {
         // The TTL indexes of `setup` do this continuously; a sweep only
         // catches what they have not reached yet.
         let filter = doc! {"created_at": {"$lt": date(cutoff)}};
-        let expired: Vec<Document> = self
-            .jobs()
-            .find(filter.clone())
-            .projection(doc! {"job_id": 1})
-            .await
-            .map_err(|e| Error::backend("purging expired jobs", e))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend("purging expired jobs", e))?;
+        let expired = collect_all(
+            self.jobs()
+                .find(filter.clone())
+                .projection(doc! {"job_id": 1}),
+            "purging expired jobs",
+        )
+        .await?;
         self.jobs()
             .delete_many(filter)
             .await
