@@ -63,6 +63,8 @@ impl From<Error> for ApiError {
             }
             Error::BadRequest(message) => ApiError::bad_request(message),
             Error::NotFound(message) => ApiError::not_found(message),
+            Error::Unauthorized(message) => ApiError::new(StatusCode::UNAUTHORIZED, message),
+            Error::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
             error @ Error::TooLarge { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("The request is too large: {error}."),

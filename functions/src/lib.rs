@@ -5,6 +5,7 @@
 //! once: the local harness mounts them all, each Lambda binary in `src/bin/`
 //! mounts one.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;

@@ -15,7 +15,10 @@ use axum::Router;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
-use crate::handlers::{agents, artifacts, jobs, logs, meta, queues, results};
+use crate::auth::{authorize, Access, ADMIN, AGENT, AM, AMC, AMG, ANYONE};
+use crate::handlers::{
+    agents, artifacts, clients, events, jobs, logs, meta, oauth, queues, results, secrets,
+};
 use crate::AppState;
 
 /// One endpoint: its function name, method, path (axum and SAM share the
@@ -24,6 +27,8 @@ pub struct Endpoint {
     pub name: &'static str,
     pub method: Method,
     pub path: &'static str,
+    /// Who may call it (SPEC.md §3).
+    pub access: Access,
     route: fn() -> MethodRouter<AppState>,
 }
 
@@ -34,162 +39,302 @@ impl Endpoint {
 }
 
 macro_rules! endpoint {
-    ($name:literal, $method:ident, $path:literal, $handler:path) => {
+    ($name:literal, $method:ident, $path:literal, $handler:path, $access:expr) => {
         Endpoint {
             name: $name,
             method: Method::$method,
             path: $path,
+            access: $access,
             route: || on(MethodFilter::$method, $handler),
         }
     };
 }
 
 pub static ENDPOINTS: &[Endpoint] = &[
-    endpoint!("version", GET, "/v1", meta::version),
-    endpoint!("job-submit", POST, "/v1/job", jobs::submit_job),
-    endpoint!("job-claim", GET, "/v1/job", jobs::claim_job),
-    endpoint!("job-get", GET, "/v1/job/{id}", jobs::get_job),
-    endpoint!("job-action", POST, "/v1/job/{id}/action", jobs::act_on_job),
-    endpoint!("result-post", POST, "/v1/result/{id}", results::post_result),
-    endpoint!("result-get", GET, "/v1/result/{id}", results::get_result),
+    endpoint!("version", GET, "/v1", meta::version, Access::Public),
+    endpoint!("job-submit", POST, "/v1/job", jobs::submit_job, AMC),
+    endpoint!("job-claim", GET, "/v1/job", jobs::claim_job, AGENT),
+    endpoint!("job-get", GET, "/v1/job/{id}", jobs::get_job, AMC),
+    endpoint!(
+        "job-action",
+        POST,
+        "/v1/job/{id}/action",
+        jobs::act_on_job,
+        AMC
+    ),
+    endpoint!(
+        "result-post",
+        POST,
+        "/v1/result/{id}",
+        results::post_result,
+        AGENT
+    ),
+    endpoint!(
+        "result-get",
+        GET,
+        "/v1/result/{id}",
+        results::get_result,
+        ANYONE
+    ),
     endpoint!(
         "job-position",
         GET,
         "/v1/job/{id}/position",
-        jobs::job_position
+        jobs::job_position,
+        AMC
     ),
-    endpoint!("job-search", GET, "/v1/job/search", jobs::search_jobs),
+    endpoint!("job-search", GET, "/v1/job/search", jobs::search_jobs, AMC),
     endpoint!(
         "attachments-upload",
         POST,
         "/v1/job/{id}/attachments",
-        artifacts::upload_attachments
+        artifacts::upload_attachments,
+        AMC
     ),
     endpoint!(
         "attachments-download",
         GET,
         "/v1/job/{id}/attachments",
-        artifacts::download_attachments
+        artifacts::download_attachments,
+        AGENT
     ),
     endpoint!(
         "agent-data-post",
         POST,
         "/v1/agents/data/{name}",
-        agents::post_agent_data
+        agents::post_agent_data,
+        AMG
     ),
     endpoint!(
         "agent-data-list",
         GET,
         "/v1/agents/data",
-        agents::list_agents
+        agents::list_agents,
+        AMC
     ),
     endpoint!(
         "agent-data-get",
         GET,
         "/v1/agents/data/{name}",
-        agents::get_agent
+        agents::get_agent,
+        ANYONE
     ),
     endpoint!(
         "provision-log-post",
         POST,
         "/v1/agents/provision_logs/{name}",
-        agents::post_provision_log
+        agents::post_provision_log,
+        AGENT
     ),
     endpoint!(
         "queue-agents",
         GET,
         "/v1/queues/{queue}/agents",
-        queues::queue_agents
+        queues::queue_agents,
+        AMC
     ),
     endpoint!(
         "queue-jobs",
         GET,
         "/v1/queues/{queue}/jobs",
-        queues::queue_jobs
+        queues::queue_jobs,
+        AMC
     ),
     endpoint!(
         "queue-wait-times",
         GET,
         "/v1/queues/wait_times",
-        queues::wait_times
+        queues::wait_times,
+        AMC
     ),
     endpoint!(
         "log-post",
         POST,
         "/v1/result/{id}/log/{log_type}",
-        logs::post_log
+        logs::post_log,
+        AGENT
     ),
     endpoint!(
         "log-get",
         GET,
         "/v1/result/{id}/log/{log_type}",
-        logs::get_log
+        logs::get_log,
+        AMC
     ),
     endpoint!(
         "legacy-output-post",
         POST,
         "/v1/result/{id}/output",
-        logs::post_legacy_output
+        logs::post_legacy_output,
+        AGENT
     ),
     endpoint!(
         "legacy-output-get",
         GET,
         "/v1/result/{id}/output",
-        logs::get_legacy_output
+        logs::get_legacy_output,
+        AMC
     ),
     endpoint!(
         "legacy-serial-post",
         POST,
         "/v1/result/{id}/serial_output",
-        logs::post_legacy_serial
+        logs::post_legacy_serial,
+        AGENT
     ),
     endpoint!(
         "legacy-serial-get",
         GET,
         "/v1/result/{id}/serial_output",
-        logs::get_legacy_serial
+        logs::get_legacy_serial,
+        AMC
     ),
     endpoint!(
         "artifact-upload",
         POST,
         "/v1/result/{id}/artifact",
-        artifacts::upload_artifact
+        artifacts::upload_artifact,
+        AGENT
     ),
     endpoint!(
         "artifact-download",
         GET,
         "/v1/result/{id}/artifact",
-        artifacts::download_artifact
+        artifacts::download_artifact,
+        AMC
     ),
     endpoint!(
         "artifact-upload-url",
         POST,
         "/v1/result/{id}/artifact/upload-url",
-        artifacts::artifact_upload_url
+        artifacts::artifact_upload_url,
+        AGENT
     ),
     endpoint!(
         "agent-queues-post",
         POST,
         "/v1/agents/queues",
-        agents::advertise_queues
+        agents::advertise_queues,
+        AMG
     ),
     endpoint!(
         "agent-queues-get",
         GET,
         "/v1/agents/queues",
-        agents::list_queues
+        agents::list_queues,
+        AMC
     ),
     endpoint!(
         "agent-images-post",
         POST,
         "/v1/agents/images",
-        agents::advertise_images
+        agents::advertise_images,
+        AMG
     ),
     endpoint!(
         "agent-images-get",
         GET,
         "/v1/agents/images/{queue}",
-        agents::get_images
+        agents::get_images,
+        AMC
+    ),
+    endpoint!(
+        "job-events",
+        POST,
+        "/v1/job/{id}/events",
+        events::relay_events,
+        AGENT
+    ),
+    endpoint!(
+        "oauth-token",
+        POST,
+        "/v1/oauth2/token",
+        oauth::issue_token,
+        Access::Public
+    ),
+    endpoint!(
+        "oauth-refresh",
+        POST,
+        "/v1/oauth2/refresh",
+        oauth::refresh_token,
+        Access::Public
+    ),
+    endpoint!(
+        "oauth-revoke",
+        POST,
+        "/v1/oauth2/revoke",
+        oauth::revoke_token,
+        ADMIN
+    ),
+    endpoint!(
+        "client-permissions-list",
+        GET,
+        "/v1/client-permissions",
+        clients::list_clients,
+        AM
+    ),
+    endpoint!(
+        "client-permissions-get",
+        GET,
+        "/v1/client-permissions/{client_id}",
+        clients::get_client,
+        AM
+    ),
+    endpoint!(
+        "client-permissions-put",
+        PUT,
+        "/v1/client-permissions/{client_id}",
+        clients::put_client,
+        AM
+    ),
+    endpoint!(
+        "client-permissions-delete",
+        DELETE,
+        "/v1/client-permissions/{client_id}",
+        clients::delete_client,
+        ADMIN
+    ),
+    endpoint!(
+        "restricted-queues-list",
+        GET,
+        "/v1/restricted-queues",
+        clients::list_restricted_queues,
+        AMC
+    ),
+    endpoint!(
+        "restricted-queues-get",
+        GET,
+        "/v1/restricted-queues/{queue}",
+        clients::get_restricted_queue,
+        AMC
+    ),
+    endpoint!(
+        "restricted-queues-post",
+        POST,
+        "/v1/restricted-queues/{queue}",
+        clients::restrict_queue,
+        AM
+    ),
+    endpoint!(
+        "restricted-queues-delete",
+        DELETE,
+        "/v1/restricted-queues/{queue}",
+        clients::unrestrict_queue,
+        AM
+    ),
+    endpoint!(
+        "secret-put",
+        PUT,
+        "/v1/secrets/{client_id}/{*path}",
+        secrets::put_secret,
+        AMC
+    ),
+    endpoint!(
+        "secret-delete",
+        DELETE,
+        "/v1/secrets/{client_id}/{*path}",
+        secrets::delete_secret,
+        AMC
     ),
 ];
 
@@ -198,18 +343,23 @@ pub type App = NormalizePath<Router>;
 
 /// Every endpoint on one router: the local harness and the contract tests.
 pub fn app(state: AppState) -> App {
-    finish(ENDPOINTS.iter().fold(Router::new(), mount), state)
+    let router = ENDPOINTS
+        .iter()
+        .fold(Router::new(), |router, e| mount(router, e, &state));
+    finish(router, state)
 }
 
 /// One endpoint's router, as its Lambda function serves it; `None` for an
 /// unknown name.
 pub fn endpoint_app(name: &str, state: AppState) -> Option<App> {
     let endpoint = ENDPOINTS.iter().find(|e| e.name == name)?;
-    Some(finish(mount(Router::new(), endpoint), state))
+    Some(finish(mount(Router::new(), endpoint, &state), state))
 }
 
-fn mount(router: Router<AppState>, endpoint: &Endpoint) -> Router<AppState> {
-    router.route(endpoint.path, endpoint.method_router())
+/// Mounts an endpoint behind the check of who may call it.
+fn mount(router: Router<AppState>, endpoint: &Endpoint, state: &AppState) -> Router<AppState> {
+    let guard = middleware::from_fn_with_state((state.clone(), endpoint.access), authorize);
+    router.route(endpoint.path, endpoint.method_router().route_layer(guard))
 }
 
 fn finish(router: Router<AppState>, state: AppState) -> App {

@@ -7,6 +7,8 @@ use testflinger_shared::blob::BlobStore;
 use testflinger_shared::config::{Config, Limits};
 use testflinger_shared::store::Store;
 
+use crate::auth::AuthState;
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -16,6 +18,7 @@ pub struct AppState {
     /// (presigned URLs) instead of through this process: on under Lambda,
     /// whose payloads are capped at 6 MB; off in the harness, which streams.
     pub direct_transfers: bool,
+    pub auth: Arc<AuthState>,
 }
 
 impl AppState {
@@ -25,6 +28,7 @@ impl AppState {
             blobs: backends.blobs,
             limits: config.limits,
             direct_transfers: false,
+            auth: Arc::new(AuthState::new(&config.auth)),
         }
     }
 }

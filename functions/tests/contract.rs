@@ -13,6 +13,7 @@ use axum::http::{header, Method, StatusCode};
 use bytes::Bytes;
 use common::*;
 use serde_json::json;
+use testflinger_shared::auth::{AuthMode, Role};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------- health check
@@ -346,18 +347,30 @@ async fn claim_serves_every_repeated_queue_param() {
         .assert_no_content();
 }
 
+/// A contributor that may submit any priority up to 100.
+async fn priority_token(server: &Server) -> String {
+    server
+        .client_token("prio", Role::Contributor, |c| {
+            c.max_priority.insert("*".into(), 100);
+        })
+        .await
+}
+
 #[tokio::test]
 async fn claim_takes_higher_priority_first() {
-    let server = Server::new().await;
+    // Priorities above 0 need a client allowed them (SPEC.md §3); the
+    // claim itself stays anonymous in the open mode.
+    let server = Server::with_auth(AuthMode::Open).await;
+    let token = priority_token(&server).await;
     let low = server.submit(json!({"job_queue": "p"})).await;
     let mid = server
-        .submit(json!({"job_queue": "p", "job_priority": 5}))
+        .submit_with(json!({"job_queue": "p", "job_priority": 5}), &token)
         .await;
     let high = server
-        .submit(json!({"job_queue": "p", "job_priority": 10}))
+        .submit_with(json!({"job_queue": "p", "job_priority": 10}), &token)
         .await;
     let mid2 = server
-        .submit(json!({"job_queue": "p", "job_priority": 5}))
+        .submit_with(json!({"job_queue": "p", "job_priority": 5}), &token)
         .await;
     let mut order = Vec::new();
     for _ in 0..4 {
@@ -372,10 +385,11 @@ async fn claim_takes_higher_priority_first() {
 
 #[tokio::test]
 async fn claim_takes_higher_priority_first_across_queues() {
-    let server = Server::new().await;
+    let server = Server::with_auth(AuthMode::Open).await;
+    let token = priority_token(&server).await;
     let old = server.submit(json!({"job_queue": "a"})).await;
     let urgent = server
-        .submit(json!({"job_queue": "b", "job_priority": 3}))
+        .submit_with(json!({"job_queue": "b", "job_priority": 3}), &token)
         .await;
     assert_eq!(
         server.claim_one("queue=a&queue=b").await["job_id"],

@@ -17,10 +17,21 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// SAM writes a greedy segment `{name+}` where axum writes `{*name}`.
+fn sam_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment.strip_prefix("{*") {
+            Some(rest) => format!("{{{}+}}", rest.trim_end_matches('}')),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn declared() -> BTreeMap<String, (String, String)> {
     let mut table = BTreeMap::new();
     for e in ENDPOINTS {
-        let previous = table.insert(e.name.to_owned(), (e.method.to_string(), e.path.to_owned()));
+        let previous = table.insert(e.name.to_owned(), (e.method.to_string(), sam_path(e.path)));
         assert!(previous.is_none(), "endpoint {} is declared twice", e.name);
     }
     let routes: BTreeSet<_> = table.values().collect();
@@ -96,7 +107,12 @@ async fn each_function_answers_only_its_own_method_and_path() {
     let state = AppState::new(&config, backends);
     let id = "0b6a5d0e-6f2e-4b0a-9d0e-3c1c4b7d8e9f";
     for endpoint in ENDPOINTS {
-        let path = endpoint.path.replace("{id}", id).replace("{queue}", "q");
+        let path = endpoint
+            .path
+            .replace("{id}", id)
+            .replace("{queue}", "q")
+            .replace("{client_id}", "ci-bot")
+            .replace("{*path}", "lab/wifi");
         let app = endpoint_app(endpoint.name, state.clone()).unwrap();
         let request = |method: Method| {
             Request::builder()

@@ -4,6 +4,7 @@
 //! ```text
 //! testflinger-local [serve] [--bind ADDR:PORT]
 //! testflinger-local setup
+//! testflinger-local create-client CLIENT_ID --secret SECRET --role ROLE [...]
 //! ```
 
 use std::net::SocketAddr;
@@ -19,11 +20,19 @@ const DEFAULT_BIND: &str = "127.0.0.1:8000";
 const USAGE: &str = "\
 Usage: testflinger-local [serve] [--bind ADDR:PORT]
        testflinger-local setup
+       testflinger-local create-client CLIENT_ID --secret SECRET --role ROLE
+                 [--max-priority QUEUE=N]... [--allowed-queue QUEUE]...
+                 [--max-reservation QUEUE=SECONDS]...
 
 serve (the default) serves the Testflinger API on one port (default
 127.0.0.1:8000). setup prepares the configured backends once per deployment
 (MongoDB indexes, including the retention TTLs, and the S3 bucket); running
-it again changes nothing.
+it again changes nothing. create-client writes a client straight to the
+configured store, with its secret hashed, so that a fresh deployment gets
+its first admin without the API; an existing client gets the fields given.
+`--secret -` reads the secret from the first line of standard input, which
+keeps it out of the process list and the shell history. QUEUE may be \"*\"
+(any queue).
 
 Configuration comes from the environment and from the file named by
 TESTFLINGER_CONFIG (default ./testflinger.conf, if present); see README.md.
@@ -36,7 +45,78 @@ Options:
 enum Command {
     Serve { bind: SocketAddr },
     Setup,
+    CreateClient(NewClient),
     Help,
+}
+
+/// The `create-client` arguments, as a client-permissions body.
+struct NewClient {
+    client_id: String,
+    body: serde_json::Map<String, serde_json::Value>,
+}
+
+fn parse_create_client(args: &[String]) -> Result<NewClient, String> {
+    use serde_json::{json, Map, Value};
+    let mut rest = args.iter();
+    let client_id = rest
+        .next()
+        .filter(|id| !id.starts_with('-'))
+        .ok_or("create-client needs a client id first")?
+        .clone();
+    let mut body = Map::new();
+    let limits = |key: &str, text: &str, body: &mut Map<String, Value>| -> Result<(), String> {
+        let (queue, n) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--{key} takes QUEUE=N, not {text:?}"))?;
+        let n: i64 = n
+            .parse()
+            .map_err(|_| format!("--{key} {text:?}: {n:?} is not a whole number"))?;
+        let field = key.replace('-', "_");
+        let field = if field == "max_reservation" {
+            "max_reservation_time".to_owned()
+        } else {
+            field
+        };
+        let map = body.entry(field).or_insert_with(|| json!({}));
+        map[queue] = json!(n);
+        Ok(())
+    };
+    while let Some(arg) = rest.next() {
+        let mut value = |name: &str| {
+            rest.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--secret" => {
+                let mut secret = value("--secret")?;
+                if secret == "-" {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| format!("cannot read the secret from standard input: {e}"))?;
+                    secret = line.trim_end_matches(['\r', '\n']).to_owned();
+                }
+                body.insert("client_secret".into(), json!(secret));
+            }
+            "--role" => {
+                body.insert("role".into(), json!(value("--role")?));
+            }
+            "--allowed-queue" => {
+                let queue = value("--allowed-queue")?;
+                let list = body.entry("allowed_queues").or_insert_with(|| json!([]));
+                if let Some(list) = list.as_array_mut() {
+                    list.push(json!(queue));
+                }
+            }
+            "--max-priority" => limits("max-priority", &value("--max-priority")?, &mut body)?,
+            "--max-reservation" => {
+                limits("max-reservation", &value("--max-reservation")?, &mut body)?
+            }
+            other => return Err(format!("create-client: unknown argument {other:?}")),
+        }
+    }
+    Ok(NewClient { client_id, body })
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -46,6 +126,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         match arg.as_str() {
             "serve" => {}
             "setup" if args.len() == 1 => return Ok(Command::Setup),
+            "create-client" if arg == &args[0] => {
+                return parse_create_client(&args[1..]).map(Command::CreateClient)
+            }
             "-h" | "--help" | "help" => return Ok(Command::Help),
             "--bind" => {
                 bind = rest
@@ -82,6 +165,7 @@ fn main() -> ExitCode {
         }
         Command::Serve { bind } => run(serve(bind)),
         Command::Setup => run(setup()),
+        Command::CreateClient(client) => run(create_client(client)),
     }
 }
 
@@ -112,6 +196,56 @@ async fn setup() -> Result<(), String> {
     for step in done {
         println!("ready: {step}");
     }
+    Ok(())
+}
+
+async fn create_client(new: NewClient) -> Result<(), String> {
+    use testflinger_shared::clients::{is_client_id, validate_client_update};
+    use testflinger_shared::Error;
+    if !is_client_id(&new.client_id) {
+        return Err(format!(
+            "{:?} is not a client id: 1 to 128 printable characters, without spaces, '/' or '$'",
+            new.client_id
+        ));
+    }
+    let update = validate_client_update(&new.body).map_err(|e| match e {
+        Error::Validation { fields, .. } => fields
+            .iter()
+            .map(|(field, problems)| format!("{field}: {}", problems.join(" ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    })?;
+    let config = Config::load().map_err(|e| format!("configuration error: {e}"))?;
+    let backends = Backends::open(&config)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let store = backends.store;
+    let existing = store
+        .get_client(&new.client_id)
+        .await
+        .map_err(|e| format!("cannot read client {:?}: {e}", new.client_id))?;
+    if existing.is_none() && update.role.is_none() {
+        return Err("a new client needs --role (admin, manager, contributor or agent)".into());
+    }
+    let client = update
+        .apply(
+            &new.client_id,
+            existing,
+            testflinger_shared::auth::hash_secret,
+        )
+        .map_err(|e| e.to_string())?;
+    let created = store
+        .put_client(&client)
+        .await
+        .map_err(|e| format!("cannot write client {:?}: {e}", new.client_id))?;
+    println!(
+        "{} client {} with the role {} in the {}",
+        if created { "created" } else { "updated" },
+        client.client_id,
+        client.role.as_str(),
+        Backends::describe(&config)
+    );
     Ok(())
 }
 
@@ -200,6 +334,42 @@ mod tests {
     fn setup_is_a_subcommand() {
         assert!(matches!(parse_args(&args(&["setup"])), Ok(Command::Setup)));
         assert!(parse_args(&args(&["setup", "--bind", "x"])).is_err());
+    }
+
+    #[test]
+    fn create_client_takes_its_permissions() {
+        let Ok(Command::CreateClient(new)) = parse_args(&args(&[
+            "create-client",
+            "ci-admin",
+            "--secret",
+            "a secret of some length",
+            "--role",
+            "admin",
+            "--max-priority",
+            "rpi=10",
+            "--max-priority",
+            "*=2",
+            "--allowed-queue",
+            "secure",
+            "--max-reservation",
+            "rpi=36000",
+        ])) else {
+            panic!("expected create-client")
+        };
+        assert_eq!(new.client_id, "ci-admin");
+        assert_eq!(
+            serde_json::Value::Object(new.body),
+            serde_json::json!({
+                "client_secret": "a secret of some length",
+                "role": "admin",
+                "max_priority": {"rpi": 10, "*": 2},
+                "allowed_queues": ["secure"],
+                "max_reservation_time": {"rpi": 36000},
+            })
+        );
+        assert!(parse_args(&args(&["create-client"])).is_err());
+        assert!(parse_args(&args(&["create-client", "x", "--max-priority", "q"])).is_err());
+        assert!(parse_args(&args(&["create-client", "x", "--colour", "red"])).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::clients::RestrictedQueue;
 use crate::validation::FieldErrors;
 use crate::{Result, Timestamp};
 
@@ -263,8 +264,9 @@ impl Agent {
     }
 
     /// The API's view: the fields, `name`, `updated_at`, the streak and
-    /// `restricted_to`; with `details`, also `log` and `provision_log`.
-    pub fn view(&self, details: bool) -> Map<String, Value> {
+    /// `restricted_to` (each of its queues that is restricted, with the
+    /// owners); with `details`, also `log` and `provision_log`.
+    pub fn view(&self, details: bool, restricted: &[RestrictedQueue]) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert("name".into(), Value::String(self.name.clone()));
         for (key, value) in &self.fields {
@@ -278,8 +280,13 @@ impl Agent {
             out.insert("provision_streak_type".into(), Value::String(kind.clone()));
             out.insert("provision_streak_count".into(), Value::from(*count));
         }
-        // Owners of restricted queues come with authentication; none yet.
-        out.insert("restricted_to".into(), Value::Object(Map::new()));
+        let queues = self.queues();
+        let restricted_to: Map<String, Value> = restricted
+            .iter()
+            .filter(|r| queues.contains(&r.queue.as_str()))
+            .map(|r| (r.queue.clone(), json!(r.owners)))
+            .collect();
+        out.insert("restricted_to".into(), Value::Object(restricted_to));
         if details {
             out.insert("log".into(), json!(self.log));
             out.insert(

@@ -101,7 +101,13 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 /// Whether `secret` matches a stored hash; a malformed hash never matches.
+/// bcrypt hashes (`$2a$`/`$2b$`/`$2y$`, as upstream stores them) are
+/// accepted too, so clients carried over from an upstream database keep
+/// working; new and changed secrets are always stored as Argon2id.
 pub fn verify_secret(secret: &str, stored: &str) -> bool {
+    if stored.starts_with("$2") {
+        return bcrypt::verify(secret, stored).unwrap_or(false);
+    }
     PasswordHash::new(stored)
         .map(|hash| {
             Argon2::default()
@@ -185,6 +191,16 @@ impl TokenKeys {
     }
 }
 
+/// What the store keeps of a refresh token: its SHA-256, hex. The token is
+/// 64 random characters, so a fast hash is enough and lookups stay exact.
+pub fn refresh_token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A new opaque refresh token: 64 characters from 48 random bytes.
 pub fn new_refresh_token() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -234,6 +250,10 @@ mod tests {
         assert!(verify_secret("correct horse battery", &hash));
         assert!(!verify_secret("wrong horse battery", &hash));
         assert!(!verify_secret("anything", "not a hash"));
+        // Upstream's bcrypt hashes still verify.
+        let upstream = bcrypt::hash("an upstream secret", 4).unwrap();
+        assert!(verify_secret("an upstream secret", &upstream));
+        assert!(!verify_secret("another secret", &upstream));
     }
 
     #[test]
@@ -266,6 +286,9 @@ mod tests {
         let (a, b) = (new_refresh_token(), new_refresh_token());
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
+        assert_eq!(refresh_token_hash(&a).len(), 64);
+        assert_eq!(refresh_token_hash(&a), refresh_token_hash(&a));
+        assert_ne!(refresh_token_hash(&a), refresh_token_hash(&b));
         assert!(a
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));

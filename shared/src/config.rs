@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::AuthMode;
+use crate::secrets::SecretsKey;
 
 /// Every key the server reads, with its meaning; the file may hold no other.
 pub const KEYS: &[(&str, &str)] = &[
@@ -80,6 +81,15 @@ pub const KEYS: &[(&str, &str)] = &[
         "JWT_LEEWAY",
         "seconds of clock skew allowed on tokens (default 5)",
     ),
+    (
+        "TESTFLINGER_SECRETS_KEY",
+        "base64 of 32 random bytes that encrypt stored secrets (enables secrets)",
+    ),
+    (
+        "WEBHOOK_URL",
+        "scheme and host that job status webhooks may be relayed to",
+    ),
+    ("WEBHOOK_AUTH", "bearer token sent with relayed webhooks"),
 ];
 
 pub const DEFAULT_CONFIG_FILE: &str = "testflinger.conf";
@@ -216,23 +226,31 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
-/// Who may call without a token, and how tokens are signed.
+/// Who may call without a token, how tokens are signed, and the keys of
+/// the features that need one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     pub mode: AuthMode,
     pub signing_key: Option<String>,
     pub leeway_seconds: u64,
+    /// Seals stored secrets; without it the secrets endpoints answer that
+    /// this server keeps no secrets.
+    pub secrets_key: Option<SecretsKey>,
+    /// The only scheme and host job events may be relayed to.
+    pub webhook_url: Option<String>,
+    pub webhook_auth: Option<String>,
 }
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "(hidden)" } else { "(unset)" };
         f.debug_struct("AuthConfig")
             .field("mode", &self.mode)
-            .field(
-                "signing_key",
-                &self.signing_key.as_ref().map(|_| "(hidden)"),
-            )
+            .field("signing_key", &hidden(self.signing_key.is_some()))
             .field("leeway_seconds", &self.leeway_seconds)
+            .field("secrets_key", &hidden(self.secrets_key.is_some()))
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_auth", &hidden(self.webhook_auth.is_some()))
             .finish()
     }
 }
@@ -430,28 +448,55 @@ fn auth_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<AuthConfig,
         v.parse::<u64>()
             .map_err(|_| "expected a whole number of seconds".to_owned())
     })?;
-    if mode != AuthMode::Open {
-        // Fail closed: this version does not enforce tokens yet, and a server
-        // that silently ran open where its operator asked for tokens would be
-        // worse than one that does not start.
-        let key = if get("TESTFLINGER_AUTH_MODE").is_some() {
-            "TESTFLINGER_AUTH_MODE"
-        } else {
-            "JWT_SIGNING_KEY"
-        };
+    if mode != AuthMode::Open && signing_key.is_none() {
+        // Tokens cannot be issued or checked without a key, and a server
+        // that silently ran open where its operator asked for tokens would
+        // be worse than one that does not start.
         return Err(ConfigError::Invalid {
-            key: key.to_owned(),
-            value: if key == "JWT_SIGNING_KEY" { "(hidden)".to_owned() } else { mode.as_str().to_owned() },
+            key: "TESTFLINGER_AUTH_MODE".to_owned(),
+            value: mode.as_str().to_owned(),
             problem: format!(
-                "the {} auth mode is not available in this version yet (only open is); unset JWT_SIGNING_KEY and TESTFLINGER_AUTH_MODE",
+                "the {} mode needs JWT_SIGNING_KEY (a long random string) to sign tokens",
                 mode.as_str()
             ),
         });
     }
+    if signing_key.as_deref().is_some_and(|k| k.len() < 16) {
+        return Err(ConfigError::Invalid {
+            key: "JWT_SIGNING_KEY".to_owned(),
+            value: "(hidden)".to_owned(),
+            problem: "too short: use at least 16 random characters".to_owned(),
+        });
+    }
+    let secrets_key = match get("TESTFLINGER_SECRETS_KEY") {
+        None => None,
+        Some(text) => {
+            Some(
+                SecretsKey::from_base64(text).map_err(|problem| ConfigError::Invalid {
+                    key: "TESTFLINGER_SECRETS_KEY".to_owned(),
+                    value: "(hidden)".to_owned(),
+                    problem,
+                })?,
+            )
+        }
+    };
+    let webhook_url = parse_or(get, "WEBHOOK_URL", None, |v| {
+        let ok = (v.starts_with("http://") || v.starts_with("https://"))
+            && v.split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty());
+        if ok {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err("expected an http:// or https:// URL".to_owned())
+        }
+    })?;
     Ok(AuthConfig {
         mode,
         signing_key,
         leeway_seconds,
+        secrets_key,
+        webhook_url,
+        webhook_auth: get("WEBHOOK_AUTH").map(str::to_owned),
     })
 }
 
@@ -695,22 +740,58 @@ mod tests {
     }
 
     #[test]
-    fn auth_defaults_to_open_and_refuses_modes_it_cannot_enforce_yet() {
+    fn auth_mode_follows_the_signing_key_and_keys_are_never_echoed() {
         let config = Config::from_values(&HashMap::new()).unwrap();
         assert_eq!(config.auth.mode, AuthMode::Open);
         assert_eq!(config.auth.leeway_seconds, 5);
-        let err = Config::from_values(&values(&[("JWT_SIGNING_KEY", "s3cret-key")])).unwrap_err();
-        assert!(
-            err.to_string().contains("JWT_SIGNING_KEY") && !err.to_string().contains("s3cret-key"),
-            "{err}"
-        );
+        let key = ("JWT_SIGNING_KEY", "s3cret-key-of-some-length");
+        let config = Config::from_values(&values(&[key])).unwrap();
+        assert_eq!(config.auth.mode, AuthMode::Standard);
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let config =
+            Config::from_values(&values(&[key, ("TESTFLINGER_AUTH_MODE", "STRICT")])).unwrap();
+        assert_eq!(config.auth.mode, AuthMode::Strict);
+        let config =
+            Config::from_values(&values(&[key, ("TESTFLINGER_AUTH_MODE", "open")])).unwrap();
+        assert_eq!(config.auth.mode, AuthMode::Open);
+
         let err = Config::from_values(&values(&[("TESTFLINGER_AUTH_MODE", "strict")])).unwrap_err();
-        assert!(err.to_string().contains("TESTFLINGER_AUTH_MODE"), "{err}");
+        assert!(err.to_string().contains("needs JWT_SIGNING_KEY"), "{err}");
+        let err = Config::from_values(&values(&[("JWT_SIGNING_KEY", "short")])).unwrap_err();
+        assert!(err.to_string().contains("too short") && !err.to_string().contains("\"short\""));
         let err = Config::from_values(&values(&[("TESTFLINGER_AUTH_MODE", "lax")])).unwrap_err();
         assert!(
             err.to_string().contains("open, standard or strict"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn secrets_key_and_webhook_settings_are_checked() {
+        let err = Config::from_values(&values(&[("TESTFLINGER_SECRETS_KEY", "bm90LWEta2V5")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("TESTFLINGER_SECRETS_KEY")
+                && !err.to_string().contains("bm90LWEta2V5"),
+            "{err}"
+        );
+        let config = Config::from_values(&values(&[
+            (
+                "TESTFLINGER_SECRETS_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+            ("WEBHOOK_URL", "https://hooks.example.com"),
+            ("WEBHOOK_AUTH", "bearer-value"),
+        ]))
+        .unwrap();
+        assert!(config.auth.secrets_key.is_some());
+        assert_eq!(
+            config.auth.webhook_url.as_deref(),
+            Some("https://hooks.example.com")
+        );
+        assert!(!format!("{config:?}").contains("bearer-value"));
+        let err = Config::from_values(&values(&[("WEBHOOK_URL", "ftp://x")])).unwrap_err();
+        assert!(err.to_string().contains("WEBHOOK_URL"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,13 @@ pub enum Error {
     /// The request cannot be understood (400).
     #[error("{0}")]
     BadRequest(String),
+    /// No credentials where the action needs them, or credentials that have
+    /// expired (401: the clients re-authenticate and replay once).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Credentials that do not allow the action, or that are not valid (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The named thing does not exist (404).
     #[error("{0}")]
     NotFound(String),

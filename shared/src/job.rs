@@ -64,6 +64,10 @@ impl AttachmentsStatus {
     }
 }
 
+/// The server-owned field naming the client that submitted a job with a
+/// token (for cancel ownership and its secrets); absent for anonymous jobs.
+pub const CLIENT_ID: &str = "client_id";
+
 /// A validated submission, ready to be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -96,14 +100,23 @@ impl Job {
     /// `GET /v1/job/{id}`: the job as submitted plus `job_id`.
     pub fn definition(&self) -> Map<String, Value> {
         let mut out = self.job_data.clone();
+        out.remove(CLIENT_ID);
         out.insert("job_id".into(), Value::String(self.job_id.to_string()));
         out
+    }
+
+    /// The client that submitted the job with a token; `None` when anonymous.
+    pub fn client_id(&self) -> Option<&str> {
+        self.job_data.get(CLIENT_ID).and_then(Value::as_str)
     }
 
     /// The claim answer (SPEC.md §7): the submitted fields flattened, plus
     /// `job_id`, `started_at` and `attachments_status` when relevant.
     pub fn claim_view(&self) -> Map<String, Value> {
         let mut out = self.definition();
+        if let Some(client_id) = self.client_id() {
+            out.insert(CLIENT_ID.into(), Value::String(client_id.to_owned()));
+        }
         if let Some(started) = self.started_at {
             out.insert("started_at".into(), Value::String(started.to_rfc3339()));
         }
@@ -126,8 +139,10 @@ pub fn validate_submission(body: Value, now: Timestamp) -> Result<NewJob> {
         return Err(Error::validation(errors));
     };
     let mut errors = FieldErrors::new();
-    // The server chooses the id of a new job (SPEC.md §5).
+    // The server chooses the id of a new job (SPEC.md §5), and records who
+    // submitted it: neither is the submitter's to say.
     data.remove("job_id");
+    data.remove(CLIENT_ID);
     crate::validation::check_storable_fields(&data, &mut errors);
     if data.contains_key(ATTACHMENTS_STATUS) {
         errors.add(ATTACHMENTS_STATUS, "This field is set by the server.");
@@ -297,10 +312,10 @@ fn check_test_data(data: &Map<String, Value>, errors: &mut FieldErrors) {
                     "Not a valid environment variable name.",
                 );
             }
-            if !path.as_str().is_some_and(is_secret_path) {
+            if !path.as_str().is_some_and(crate::secrets::is_secret_path) {
                 errors.add(
                     format!("test_data.secrets.{name}"),
-                    "The secret path must be made of letters, digits, '_', '-' and '/'.",
+                    "The secret path must be segments of letters, digits, '_' and '-' joined by '/'.",
                 );
             }
         }
@@ -311,13 +326,6 @@ fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-pub fn is_secret_path(path: &str) -> bool {
-    !path.is_empty()
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'))
 }
 
 /// Checks an `attachments` list; returns whether it declares any attachment.

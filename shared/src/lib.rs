@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod auth;
 pub mod blob;
+pub mod clients;
 pub mod config;
 pub mod error;
 pub mod job;
@@ -14,6 +15,7 @@ pub mod logs;
 pub mod queues;
 pub mod results;
 pub mod retention;
+pub mod secrets;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -20,6 +20,11 @@ impl Timestamp {
         Timestamp(millis)
     }
 
+    /// This instant plus (or minus) whole seconds, saturating.
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        Timestamp(self.0.saturating_add(seconds.saturating_mul(1000)))
+    }
+
     pub fn millis(self) -> i64 {
         self.0
     }

@@ -76,10 +76,11 @@ pub async fn post_agent_data(
 /// `GET /v1/agents/data`: every agent, without its logs.
 pub async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
     let agents = state.store.list_agents().await?;
+    let restricted = state.store.list_restricted_queues().await?;
     Ok(Json(
         agents
             .iter()
-            .map(|a| Value::Object(a.view(false)))
+            .map(|a| Value::Object(a.view(false, &restricted)))
             .collect(),
     ))
 }
@@ -90,7 +91,10 @@ pub async fn get_agent(
     Segment(name): Segment,
 ) -> ApiResult<Json<Value>> {
     match state.store.get_agent(&name).await? {
-        Some(agent) => Ok(Json(Value::Object(agent.view(true)))),
+        Some(agent) => {
+            let restricted = state.store.list_restricted_queues().await?;
+            Ok(Json(Value::Object(agent.view(true, &restricted))))
+        }
         None => Err(ApiError::not_found(format!(
             "Agent '{name}' does not exist."
         ))),

@@ -4,25 +4,63 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
-use testflinger_shared::job::validate_submission;
+use serde_json::{json, Map, Value};
+use testflinger_shared::auth::AuthMode;
+use testflinger_shared::clients::check_submission;
+use testflinger_shared::job::{validate_submission, Job, CLIENT_ID};
 use testflinger_shared::queues::SearchQuery;
+use testflinger_shared::secrets::{inaccessible, job_secret_paths};
 use testflinger_shared::store::{CancelOutcome, ClaimRequest, MAX_CLAIM_QUEUES};
 use testflinger_shared::Timestamp;
 
 use super::{no_content, ok_text};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{cookie, query_values, JobId, JsonObject};
 use crate::AppState;
 
-/// `POST /v1/job`
+/// `POST /v1/job`. Priority, restricted queues, long reservations and
+/// secrets are checked against the caller's permissions as stored now.
 pub async fn submit_job(
     State(state): State<AppState>,
+    caller: Caller,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    let job = validate_submission(Value::Object(body), Timestamp::now())?;
+    let now = Timestamp::now();
+    let mut job = validate_submission(Value::Object(body), now)?;
+    let restriction = state.store.get_restricted_queue(&job.job_queue).await?;
+    check_submission(&job, caller.client.as_ref(), restriction.as_ref())?;
+    let paths = job_secret_paths(&job.job_data);
+    if !paths.is_empty() {
+        if state.auth.secrets_key.is_none() {
+            return Err(ApiError::invalid_field(
+                "json",
+                "test_data.secrets",
+                "This server keeps no secrets (it has no TESTFLINGER_SECRETS_KEY).",
+            ));
+        }
+        let Some(client_id) = caller.client_id() else {
+            return Err(ApiError::invalid_field(
+                "json",
+                "test_data.secrets",
+                "Only an authenticated client can use its secrets; log in first.",
+            ));
+        };
+        let existing = state.store.existing_secrets(client_id, &paths, now).await?;
+        let missing: Vec<String> = paths
+            .into_iter()
+            .filter(|p| !existing.contains(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(inaccessible(&missing).into());
+        }
+    }
+    if let Some(client_id) = caller.client_id() {
+        job.job_data
+            .insert(CLIENT_ID.into(), Value::String(client_id.to_owned()));
+    }
     state.store.insert_job(&job).await?;
-    tracing::info!(job_id = %job.job_id, queue = %job.job_queue, priority = job.job_priority, "job submitted");
+    tracing::info!(job_id = %job.job_id, queue = %job.job_queue, priority = job.job_priority, client_id = ?caller.client_id(), "job submitted");
     Ok(Json(json!({ "job_id": job.job_id })))
 }
 
@@ -47,17 +85,58 @@ pub async fn claim_job(State(state): State<AppState>, parts: Parts) -> ApiResult
             &format!("At most {MAX_CLAIM_QUEUES} queues may be polled at once."),
         ));
     }
-    let request = ClaimRequest {
-        queues,
-        agent_name: cookie(&parts.headers, "agent_name"),
-    };
-    match state.store.claim_job(&request, Timestamp::now()).await? {
+    let agent_name = cookie(&parts.headers, "agent_name");
+    if agent_name.is_none() && state.auth.mode != AuthMode::Open {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "Agent not identified: post to /v1/agents/data/{name} first for the agent_name cookie.",
+        ));
+    }
+    let request = ClaimRequest { queues, agent_name };
+    let now = Timestamp::now();
+    match state.store.claim_job(&request, now).await? {
         Some(job) => {
             tracing::info!(job_id = %job.job_id, queue = %job.job_queue, agent = ?request.agent_name, "job claimed");
-            Ok(Json(Value::Object(job.claim_view())).into_response())
+            let mut view = job.claim_view();
+            resolve_secrets(&state, &job, &mut view, now).await?;
+            Ok(Json(Value::Object(view)).into_response())
         }
         None => Ok(no_content()),
     }
+}
+
+/// Puts the values of the job's secrets in the claim answer, in place of
+/// their paths. A secret that is gone (expired, deleted, an ephemeral one
+/// already read) or cannot be opened resolves to "".
+async fn resolve_secrets(
+    state: &AppState,
+    job: &Job,
+    view: &mut Map<String, Value>,
+    now: Timestamp,
+) -> ApiResult<()> {
+    let paths = job_secret_paths(&job.job_data);
+    let (Some(client_id), false) = (job.client_id(), paths.is_empty()) else {
+        return Ok(());
+    };
+    let stored = state.store.take_secrets(client_id, &paths, now).await?;
+    let key = state.auth.secrets_key.as_ref();
+    let value_of = |path: &str| -> String {
+        stored
+            .iter()
+            .find(|s| s.path == path)
+            .zip(key)
+            .and_then(|(s, key)| key.open(client_id, path, &s.sealed))
+            .unwrap_or_default()
+    };
+    if let Some(Value::Object(secrets)) =
+        view.get_mut("test_data").and_then(|t| t.get_mut("secrets"))
+    {
+        for value in secrets.values_mut() {
+            let path = value.as_str().unwrap_or_default().to_owned();
+            *value = Value::String(value_of(&path));
+        }
+    }
+    Ok(())
 }
 
 /// `GET /v1/job/{id}`
@@ -68,9 +147,12 @@ pub async fn get_job(State(state): State<AppState>, JobId(id): JobId) -> ApiResu
     })
 }
 
-/// `POST /v1/job/{id}/action`: `{"action": "cancel"}`.
+/// `POST /v1/job/{id}/action`: `{"action": "cancel"}`. A job submitted with
+/// a token is cancelled only by its client, a manager or an admin; an
+/// anonymous job by anyone (as upstream).
 pub async fn act_on_job(
     State(state): State<AppState>,
+    caller: Caller,
     JobId(id): JobId,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
@@ -84,9 +166,19 @@ pub async fn act_on_job(
             ))
         }
     }
+    if let Some(job) = state.store.get_job(id).await? {
+        if let Some(owner) = job.client_id() {
+            if caller.client_id() != Some(owner) && !caller.is_manager() {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    format!("Job {id} belongs to client '{owner}': only that client, a manager or an admin may cancel it."),
+                ));
+            }
+        }
+    }
     match state.store.cancel_job(id).await? {
         CancelOutcome::Cancelled => {
-            tracing::info!(job_id = %id, "job cancelled");
+            tracing::info!(job_id = %id, by = ?caller.client_id(), "job cancelled");
             Ok(ok_text())
         }
         CancelOutcome::AlreadyFinished => Err(ApiError::bad_request(

@@ -3,11 +3,15 @@
 
 pub mod agents;
 pub mod artifacts;
+pub mod clients;
+pub mod events;
 pub mod jobs;
 pub mod logs;
 pub mod meta;
+pub mod oauth;
 pub mod queues;
 pub mod results;
+pub mod secrets;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

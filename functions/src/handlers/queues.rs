@@ -22,10 +22,11 @@ pub async fn queue_agents(
     Segment(queue): Segment,
 ) -> ApiResult<Json<Vec<Value>>> {
     let agents = state.store.list_agents().await?;
+    let restricted = state.store.list_restricted_queues().await?;
     let serving: Vec<Value> = agents
         .iter()
         .filter(|a| a.queues().contains(&queue.as_str()))
-        .map(|a| Value::Object(a.view(false)))
+        .map(|a| Value::Object(a.view(false, &restricted)))
         .collect();
     if serving.is_empty() {
         return Err(ApiError::not_found(format!(

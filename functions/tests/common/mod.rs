@@ -9,7 +9,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use testflinger_functions::{app, App, AppState};
+use testflinger_shared::auth::{hash_secret, AuthMode, Role};
+use testflinger_shared::clients::Client;
 use testflinger_shared::config::Config;
+use testflinger_shared::secrets::SecretsKey;
 use testflinger_shared::testing::{open_config, TestEnv};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -17,8 +20,14 @@ use uuid::Uuid;
 /// A router over its own backends, which live as long as the server.
 pub struct Server {
     pub app: App,
+    pub state: AppState,
     _env: TestEnv,
 }
+
+/// The signing key of servers made by [`Server::with_auth`].
+pub const SIGNING_KEY: &str = "a test signing key, long enough";
+/// Their secrets key (base64 of 32 bytes).
+pub const SECRETS_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 impl Server {
     pub async fn new() -> Self {
@@ -32,9 +41,100 @@ impl Server {
         let backends = open_config(&config).await;
         let state = AppState::new(&config, backends);
         Server {
-            app: app(state),
+            app: app(state.clone()),
+            state,
             _env: env,
         }
+    }
+
+    /// A server that issues tokens, in `mode`, with secrets enabled.
+    pub async fn with_auth(mode: AuthMode) -> Self {
+        Self::with_config(|config| {
+            config.auth.mode = mode;
+            config.auth.signing_key = Some(SIGNING_KEY.into());
+            config.auth.secrets_key = Some(SecretsKey::from_base64(SECRETS_KEY).unwrap());
+        })
+        .await
+    }
+
+    /// Writes a client straight to the store (as `create-client` does);
+    /// `adjust` sets its permissions.
+    pub async fn add_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+        role: Role,
+        adjust: impl FnOnce(&mut Client),
+    ) {
+        let mut client = Client::new(client_id, hash_secret(secret), role);
+        adjust(&mut client);
+        self.state.store.put_client(&client).await.unwrap();
+    }
+
+    /// `POST /v1/oauth2/token` with HTTP Basic; returns the whole answer.
+    pub async fn login(&self, client_id: &str, secret: &str) -> Reply {
+        use base64::Engine;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
+        let mut req = request(Method::POST, "/v1/oauth2/token", None, Body::empty());
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Basic {basic}").parse().unwrap(),
+        );
+        self.send(req).await
+    }
+
+    /// A client with `role` and the access token it logs in with.
+    pub async fn client_token(
+        &self,
+        client_id: &str,
+        role: Role,
+        adjust: impl FnOnce(&mut Client),
+    ) -> String {
+        let secret = format!("{client_id}-secret-of-length");
+        self.add_client(client_id, &secret, role, adjust).await;
+        let reply = self.login(client_id, &secret).await;
+        reply.ok_json()["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned()
+    }
+
+    /// Any request, with a bearer token and/or a JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = match body {
+            Some(body) => request(
+                method,
+                uri,
+                Some("application/json"),
+                Body::from(body.to_string()),
+            ),
+            None => request(method, uri, None, Body::empty()),
+        };
+        if let Some(token) = token {
+            req.headers_mut().insert(
+                header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+        }
+        self.send(req).await
+    }
+
+    /// Submits a job with a token; it must be accepted. Returns its id.
+    pub async fn submit_with(&self, job: Value, token: &str) -> String {
+        let reply = self
+            .call(Method::POST, "/v1/job", Some(token), Some(&job))
+            .await;
+        reply.ok_json()["job_id"]
+            .as_str()
+            .expect("job_id")
+            .to_owned()
     }
 
     pub async fn send(&self, request: Request<Body>) -> Reply {

@@ -10,10 +10,12 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
+use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::job::{Job, NewJob};
 use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::ResultPatch;
+use crate::secrets::StoredSecret;
 use crate::{Result, Timestamp};
 
 pub mod mongo;
@@ -158,8 +160,72 @@ pub trait Store: Send + Sync + 'static {
     /// one tells that another page exists).
     async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>>;
 
-    /// Deletes jobs created before `cutoff` (with their results) and queues
-    /// not advertised since then; returns the ids of the deleted jobs so their
+    /// Deletes jobs created before `cutoff` (with their results), queues
+    /// not advertised since then, and refresh tokens and secrets that
+    /// expired before it; returns the ids of the deleted jobs so their
     /// blobs can be removed too.
     async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>>;
+
+    // ---- Clients, tokens, restricted queues, secrets (SPEC.md §3, §4.4) ----
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>>;
+
+    /// Every client, by `client_id`.
+    async fn list_clients(&self) -> Result<Vec<Client>>;
+
+    /// Creates or replaces a client whole; `true` when it was created.
+    async fn put_client(&self, client: &Client) -> Result<bool>;
+
+    /// Deletes a client, its refresh tokens and its secrets, and removes it
+    /// from the owners of restricted queues (a queue keeps its restriction
+    /// even when this leaves it without owners: deleting a client must not
+    /// open a queue to everybody). `false` when it did not exist.
+    async fn delete_client(&self, client_id: &str) -> Result<bool>;
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+
+    /// The client of a refresh token (by its hash) that is neither revoked
+    /// nor expired at `now`; records the use. `None` otherwise.
+    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<String>>;
+
+    /// Revokes a refresh token; `false` when unknown or already revoked.
+    async fn revoke_refresh_token(&self, token_hash: &str) -> Result<bool>;
+
+    /// Every restricted queue with its owners, by queue name.
+    async fn list_restricted_queues(&self) -> Result<Vec<RestrictedQueue>>;
+
+    async fn get_restricted_queue(&self, queue: &str) -> Result<Option<RestrictedQueue>>;
+
+    /// Restricts a queue (if it is not yet) and makes the client an owner,
+    /// adding the queue to the client's `allowed_queues`. `false`, and
+    /// nothing written, when the client does not exist.
+    async fn add_queue_owner(&self, queue: &str, client_id: &str) -> Result<bool>;
+
+    /// Removes an owner and the queue from that client's `allowed_queues`;
+    /// the restriction ends when its last owner is removed.
+    async fn remove_queue_owner(&self, queue: &str, client_id: &str) -> Result<OwnerRemoval>;
+
+    /// Creates or replaces a secret.
+    async fn put_secret(&self, secret: &StoredSecret) -> Result<()>;
+
+    /// `false` when the secret did not exist.
+    async fn delete_secret(&self, client_id: &str, path: &str) -> Result<bool>;
+
+    /// Those of `paths` that the client has and that have not expired at `now`.
+    async fn existing_secrets(
+        &self,
+        client_id: &str,
+        paths: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<String>>;
+
+    /// The client's secrets among `paths` that have not expired at `now`.
+    /// Ephemeral ones are deleted as they are read, atomically, so exactly
+    /// one reader ever gets each.
+    async fn take_secrets(
+        &self,
+        client_id: &str,
+        paths: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<StoredSecret>>;
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use mongodb::bson::{self, doc, Bson, DateTime, Document};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{self, doc, Binary, Bson, DateTime, Document};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde_json::{Map, Value};
@@ -19,17 +20,25 @@ use uuid::Uuid;
 
 use super::{CancelOutcome, ClaimRequest, Store};
 use crate::agents::{self, Agent, AgentUpdate, ProvisionEntry};
+use crate::auth::Role;
+use crate::clients::{Client as ApiClient, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::config::MongoConfig;
 use crate::job::{self, AttachmentsStatus, Job, NewJob, ATTACHMENTS_STATUS};
 use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
+use crate::secrets::StoredSecret;
 use crate::{Error, Result, Timestamp};
 
 const JOBS: &str = "jobs";
 const QUEUES: &str = "queues";
 const LOGS: &str = "logs";
 const AGENTS: &str = "agents";
+/// Upstream's collection of clients and their permissions.
+const CLIENTS: &str = "client_permissions";
+const REFRESH_TOKENS: &str = "refresh_tokens";
+const RESTRICTED_QUEUES: &str = "restricted_queues";
+const SECRETS: &str = "secrets";
 
 /// Compare-and-set attempts of a provision streak under contention.
 const PROVISION_ATTEMPTS: usize = 64;
@@ -155,6 +164,44 @@ impl MongoStore {
                     index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
                 ],
             ),
+            (
+                CLIENTS,
+                vec![index(doc! {"client_id": 1}, "client_id", true, None)],
+            ),
+            // Tokens and secrets go as soon as they expire (one without
+            // `expires_at` never does).
+            (
+                REFRESH_TOKENS,
+                vec![
+                    index(doc! {"token_hash": 1}, "token_hash", true, None),
+                    index(doc! {"client_id": 1}, "by_client", false, None),
+                    index(
+                        doc! {"expires_at": 1},
+                        "expiry",
+                        false,
+                        Some(Duration::ZERO),
+                    ),
+                ],
+            ),
+            (
+                RESTRICTED_QUEUES,
+                vec![
+                    index(doc! {"queue_name": 1}, "queue_name", true, None),
+                    index(doc! {"owners": 1}, "by_owner", false, None),
+                ],
+            ),
+            (
+                SECRETS,
+                vec![
+                    index(doc! {"client_id": 1, "path": 1}, "secret", true, None),
+                    index(
+                        doc! {"expires_at": 1},
+                        "expiry",
+                        false,
+                        Some(Duration::ZERO),
+                    ),
+                ],
+            ),
         ];
         for (collection, indexes) in plan {
             self.db
@@ -172,6 +219,18 @@ impl MongoStore {
 
     fn queues(&self) -> Collection<Document> {
         self.db.collection(QUEUES)
+    }
+
+    fn clients(&self) -> Collection<Document> {
+        self.db.collection(CLIENTS)
+    }
+
+    fn restricted_queues(&self) -> Collection<Document> {
+        self.db.collection(RESTRICTED_QUEUES)
+    }
+
+    fn secrets(&self) -> Collection<Document> {
+        self.db.collection(SECRETS)
     }
 
     async fn job_exists(&self, job_id: &str) -> Result<bool> {
@@ -394,6 +453,152 @@ fn summary_from_document(document: Document) -> Result<JobSummary> {
 
 fn terminal_states() -> Vec<&'static str> {
     job::TERMINAL_STATES.to_vec()
+}
+
+/// Whether a write was refused by a unique index.
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        _ => false,
+    }
+}
+
+fn client_document(client: &ApiClient) -> Document {
+    let limits = |map: &BTreeMap<String, i64>| -> Document {
+        map.iter()
+            .map(|(queue, limit)| (queue.clone(), Bson::Int64(*limit)))
+            .collect()
+    };
+    doc! {
+        "client_id": &client.client_id,
+        "client_secret_hash": &client.secret_hash,
+        "role": client.role.as_str(),
+        "max_priority": limits(&client.max_priority),
+        "allowed_queues": &client.allowed_queues,
+        "max_reservation_time": limits(&client.max_reservation_time),
+    }
+}
+
+fn client_from_document(document: Document) -> Result<ApiClient> {
+    let corrupt = |what: &str| {
+        Error::backend(
+            "reading a client",
+            format!("client document without {what}"),
+        )
+    };
+    let limits = |key: &str| -> BTreeMap<String, i64> {
+        document
+            .get_document(key)
+            .map(|map| {
+                map.keys()
+                    .map(|queue| (queue.clone(), int(map, queue)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(ApiClient {
+        client_id: document
+            .get_str("client_id")
+            .map_err(|_| corrupt("a client_id"))?
+            .to_owned(),
+        secret_hash: document
+            .get_str("client_secret_hash")
+            .map_err(|_| corrupt("a client_secret_hash"))?
+            .to_owned(),
+        role: document
+            .get_str("role")
+            .ok()
+            .and_then(Role::parse)
+            .ok_or_else(|| corrupt("a known role"))?,
+        max_priority: limits("max_priority"),
+        allowed_queues: document
+            .get_array("allowed_queues")
+            .map(|queues| {
+                queues
+                    .iter()
+                    .filter_map(|q| q.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        max_reservation_time: limits("max_reservation_time"),
+    })
+}
+
+/// A restriction; its owners by client id.
+fn restriction_from_document(document: &Document) -> RestrictedQueue {
+    let mut owners: Vec<String> = document
+        .get_array("owners")
+        .map(|owners| {
+            owners
+                .iter()
+                .filter_map(|o| o.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    owners.sort_unstable();
+    owners.dedup();
+    RestrictedQueue {
+        queue: document
+            .get_str("queue_name")
+            .unwrap_or_default()
+            .to_owned(),
+        owners,
+    }
+}
+
+/// The client's secrets among `paths` that have not expired at `now`.
+fn live_secrets(client_id: &str, paths: &[String], now: Timestamp) -> Document {
+    doc! {
+        "client_id": client_id,
+        "path": {"$in": paths},
+        "$or": [{"expires_at": Bson::Null}, {"expires_at": {"$gt": date(now)}}],
+    }
+}
+
+fn secret_from_document(document: &Document) -> Result<StoredSecret> {
+    let corrupt = |what: &str| {
+        Error::backend(
+            "reading a secret",
+            format!("secret document without {what}"),
+        )
+    };
+    let sealed = match document.get("value") {
+        Some(Bson::Binary(binary)) => binary.bytes.clone(),
+        _ => return Err(corrupt("a binary value")),
+    };
+    let millis = |key: &str| {
+        document
+            .get_datetime(key)
+            .ok()
+            .map(|d| d.timestamp_millis())
+    };
+    Ok(StoredSecret {
+        client_id: document
+            .get_str("client_id")
+            .map_err(|_| corrupt("a client_id"))?
+            .to_owned(),
+        path: document
+            .get_str("path")
+            .map_err(|_| corrupt("a path"))?
+            .to_owned(),
+        sealed,
+        expires_at: millis("expires_at").map(Timestamp::from_millis),
+        ephemeral: document.get_bool("ephemeral").unwrap_or(false),
+        updated_at: Timestamp::from_millis(millis("updated_at").unwrap_or(0)),
+    })
+}
+
+/// The paths in the order given, each once.
+fn distinct(paths: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(paths.len());
+    for path in paths {
+        if !out.contains(path) {
+            out.push(path.clone());
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -932,9 +1137,355 @@ impl Store for MongoStore {
             .delete_many(filter)
             .await
             .map_err(|e| Error::backend("purging expired jobs", e))?;
+        let lapsed = doc! {"expires_at": {"$lt": date(cutoff)}};
+        for collection in [REFRESH_TOKENS, SECRETS] {
+            self.db
+                .collection::<Document>(collection)
+                .delete_many(lapsed.clone())
+                .await
+                .map_err(|e| Error::backend("purging expired tokens and secrets", e))?;
+        }
         Ok(expired
             .iter()
             .filter_map(|d| Uuid::parse_str(d.get_str("job_id").ok()?).ok())
             .collect())
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>> {
+        self.clients()
+            .find_one(doc! {"client_id": client_id})
+            .await
+            .map_err(|e| Error::backend("reading a client", e))?
+            .map(client_from_document)
+            .transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ApiClient>> {
+        let documents = collect_all(
+            self.clients().find(doc! {}).sort(doc! {"client_id": 1}),
+            "reading clients",
+        )
+        .await?;
+        documents.into_iter().map(client_from_document).collect()
+    }
+
+    async fn put_client(&self, client: &ApiClient) -> Result<bool> {
+        let document = client_document(client);
+        check_size(&document)?;
+        let clients = self.clients();
+        let put = || {
+            clients
+                .replace_one(doc! {"client_id": &client.client_id}, document.clone())
+                .upsert(true)
+        };
+        // Two concurrent creations of one client: the unique index refuses
+        // the second upsert, which then replaces the first's document.
+        let replaced = match put().await {
+            Err(e) if is_duplicate_key(&e) => put().await,
+            other => other,
+        }
+        .map_err(|e| write_error("storing a client", e))?;
+        Ok(replaced.upserted_id.is_some())
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool> {
+        let context = "deleting a client";
+        let deleted = self
+            .clients()
+            .delete_one(doc! {"client_id": client_id})
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        self.db
+            .collection::<Document>(REFRESH_TOKENS)
+            .delete_many(doc! {"client_id": client_id})
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        self.secrets()
+            .delete_many(doc! {"client_id": client_id})
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        // The restrictions stay, even without owners.
+        self.restricted_queues()
+            .update_many(
+                doc! {"owners": client_id},
+                doc! {"$pull": {"owners": client_id}},
+            )
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        Ok(deleted.deleted_count == 1)
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()> {
+        self.db
+            .collection::<Document>(REFRESH_TOKENS)
+            .insert_one(doc! {
+                "token_hash": &token.token_hash,
+                "client_id": &token.client_id,
+                "issued_at": date(token.issued_at),
+                "expires_at": date(token.expires_at),
+                "revoked": token.revoked,
+                "last_accessed": date(token.issued_at),
+            })
+            .await
+            .map_err(|e| Error::backend("storing a refresh token", e))?;
+        Ok(())
+    }
+
+    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<String>> {
+        let found = self
+            .db
+            .collection::<Document>(REFRESH_TOKENS)
+            .find_one_and_update(
+                doc! {"token_hash": token_hash, "revoked": false, "expires_at": {"$gt": date(now)}},
+                doc! {"$set": {"last_accessed": date(now)}},
+            )
+            .projection(doc! {"client_id": 1})
+            .await
+            .map_err(|e| Error::backend("using a refresh token", e))?;
+        Ok(found.and_then(|d| d.get_str("client_id").ok().map(str::to_owned)))
+    }
+
+    async fn revoke_refresh_token(&self, token_hash: &str) -> Result<bool> {
+        let changed = self
+            .db
+            .collection::<Document>(REFRESH_TOKENS)
+            .update_one(
+                doc! {"token_hash": token_hash, "revoked": false},
+                doc! {"$set": {"revoked": true}},
+            )
+            .await
+            .map_err(|e| Error::backend("revoking a refresh token", e))?;
+        Ok(changed.matched_count == 1)
+    }
+
+    async fn list_restricted_queues(&self) -> Result<Vec<RestrictedQueue>> {
+        let documents = collect_all(
+            self.restricted_queues()
+                .find(doc! {})
+                .sort(doc! {"queue_name": 1}),
+            "reading restricted queues",
+        )
+        .await?;
+        Ok(documents.iter().map(restriction_from_document).collect())
+    }
+
+    async fn get_restricted_queue(&self, queue: &str) -> Result<Option<RestrictedQueue>> {
+        let found = self
+            .restricted_queues()
+            .find_one(doc! {"queue_name": queue})
+            .await
+            .map_err(|e| Error::backend("reading a restricted queue", e))?;
+        Ok(found.as_ref().map(restriction_from_document))
+    }
+
+    async fn add_queue_owner(&self, queue: &str, client_id: &str) -> Result<bool> {
+        let context = "adding a queue owner";
+        let client = self
+            .clients()
+            .find_one(doc! {"client_id": client_id})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        if client.is_none() {
+            return Ok(false);
+        }
+        let restricted = self.restricted_queues();
+        let restrict = || {
+            restricted
+                .update_one(
+                    doc! {"queue_name": queue},
+                    doc! {"$addToSet": {"owners": client_id}},
+                )
+                .upsert(true)
+        };
+        // Two concurrent first owners: the unique index refuses the second
+        // upsert, which then finds the queue restricted.
+        let added = match restrict().await {
+            Err(e) if is_duplicate_key(&e) => restrict().await,
+            other => other,
+        }
+        .map_err(|e| Error::backend(context, e))?;
+        // Granting the queue is also the check that the client still
+        // exists: `delete_client` removes the client before its ownerships,
+        // so a client deleted after this point loses the ownership there,
+        // and one deleted before it loses it here.
+        let granted = self
+            .clients()
+            .update_one(
+                doc! {"client_id": client_id},
+                doc! {"$addToSet": {"allowed_queues": queue}},
+            )
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        if granted.matched_count == 1 {
+            return Ok(true);
+        }
+        restricted
+            .update_one(
+                doc! {"queue_name": queue},
+                doc! {"$pull": {"owners": client_id}},
+            )
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        if added.upserted_id.is_some() {
+            // The restriction was this call's own doing: undone too, unless
+            // another owner has joined meanwhile.
+            restricted
+                .delete_one(doc! {"queue_name": queue, "owners": {"$size": 0}})
+                .await
+                .map_err(|e| Error::backend(context, e))?;
+        }
+        Ok(false)
+    }
+
+    async fn remove_queue_owner(&self, queue: &str, client_id: &str) -> Result<OwnerRemoval> {
+        let context = "removing a queue owner";
+        let pulled = self
+            .restricted_queues()
+            .update_one(
+                doc! {"queue_name": queue, "owners": client_id},
+                doc! {"$pull": {"owners": client_id}},
+            )
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        if pulled.matched_count == 0 {
+            let restricted = self
+                .restricted_queues()
+                .find_one(doc! {"queue_name": queue})
+                .projection(doc! {"_id": 1})
+                .await
+                .map_err(|e| Error::backend(context, e))?;
+            return Ok(match restricted {
+                Some(_) => OwnerRemoval::NotOwner,
+                None => OwnerRemoval::NotRestricted,
+            });
+        }
+        self.clients()
+            .update_one(
+                doc! {"client_id": client_id},
+                doc! {"$pull": {"allowed_queues": queue}},
+            )
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        // Only when no owner is left (one may have been added meanwhile).
+        let ended = self
+            .restricted_queues()
+            .delete_one(doc! {"queue_name": queue, "owners": {"$size": 0}})
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        Ok(OwnerRemoval::Removed {
+            restriction_ended: ended.deleted_count == 1,
+        })
+    }
+
+    async fn put_secret(&self, secret: &StoredSecret) -> Result<()> {
+        let mut document = doc! {
+            "client_id": &secret.client_id,
+            "path": &secret.path,
+            "value": Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: secret.sealed.clone(),
+            },
+            "ephemeral": secret.ephemeral,
+            "updated_at": date(secret.updated_at),
+        };
+        // No `expires_at` at all for a secret that never expires, so that
+        // the TTL index leaves it alone.
+        if let Some(expires_at) = secret.expires_at {
+            document.insert("expires_at", date(expires_at));
+        }
+        check_size(&document)?;
+        let secrets = self.secrets();
+        let put = || {
+            secrets
+                .replace_one(
+                    doc! {"client_id": &secret.client_id, "path": &secret.path},
+                    document.clone(),
+                )
+                .upsert(true)
+        };
+        match put().await {
+            Err(e) if is_duplicate_key(&e) => put().await,
+            other => other,
+        }
+        .map_err(|e| write_error("storing a secret", e))?;
+        Ok(())
+    }
+
+    async fn delete_secret(&self, client_id: &str, path: &str) -> Result<bool> {
+        let deleted = self
+            .secrets()
+            .delete_one(doc! {"client_id": client_id, "path": path})
+            .await
+            .map_err(|e| Error::backend("deleting a secret", e))?;
+        Ok(deleted.deleted_count == 1)
+    }
+
+    async fn existing_secrets(
+        &self,
+        client_id: &str,
+        paths: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        let paths = distinct(paths);
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let documents = collect_all(
+            self.secrets()
+                .find(live_secrets(client_id, &paths, now))
+                .projection(doc! {"path": 1}),
+            "reading secrets",
+        )
+        .await?;
+        let found: Vec<&str> = documents
+            .iter()
+            .filter_map(|d| d.get_str("path").ok())
+            .collect();
+        Ok(paths
+            .into_iter()
+            .filter(|p| found.contains(&p.as_str()))
+            .collect())
+    }
+
+    async fn take_secrets(
+        &self,
+        client_id: &str,
+        paths: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<StoredSecret>> {
+        let context = "reading secrets";
+        let paths = distinct(paths);
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let documents = collect_all(
+            self.secrets().find(live_secrets(client_id, &paths, now)),
+            context,
+        )
+        .await?;
+        let mut found: BTreeMap<String, StoredSecret> = BTreeMap::new();
+        for document in documents {
+            let secret = secret_from_document(&document)?;
+            let secret = if secret.ephemeral {
+                // Read and deleted in one step: of concurrent readers,
+                // exactly one gets it.
+                let mut filter = live_secrets(client_id, std::slice::from_ref(&secret.path), now);
+                filter.insert("ephemeral", true);
+                let taken = self
+                    .secrets()
+                    .find_one_and_delete(filter)
+                    .await
+                    .map_err(|e| Error::backend(context, e))?;
+                match taken {
+                    Some(taken) => secret_from_document(&taken)?,
+                    None => continue,
+                }
+            } else {
+                secret
+            };
+            found.insert(secret.path.clone(), secret);
+        }
+        Ok(paths.iter().filter_map(|p| found.remove(p)).collect())
     }
 }

@@ -13,10 +13,13 @@ use uuid::Uuid;
 
 use super::{CancelOutcome, ClaimRequest, Store};
 use crate::agents::{self, Agent, AgentUpdate, ProvisionEntry};
+use crate::auth::Role;
+use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::job::{self, AttachmentsStatus, Job, NewJob};
 use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
+use crate::secrets::StoredSecret;
 use crate::{Error, Result, Timestamp};
 
 /// The database file inside the data folder.
@@ -100,6 +103,52 @@ CREATE INDEX jobs_newest ON jobs (created_at, job_id);
 DROP INDEX jobs_claim;
 CREATE INDEX jobs_claim ON jobs (job_queue, job_priority DESC, seq)
     WHERE state = 'waiting' AND (attachments_status IS NULL OR attachments_status = 'complete');
+"#,
+    // Clients and their permissions, refresh tokens (by hash), restricted
+    // queues with their owners, and sealed secrets.
+    r#"
+CREATE TABLE client_permissions (
+    client_id            TEXT PRIMARY KEY,
+    client_secret_hash   TEXT NOT NULL,
+    role                 TEXT NOT NULL,
+    max_priority         TEXT NOT NULL DEFAULT '{}',   -- JSON object: queue -> integer
+    allowed_queues       TEXT NOT NULL DEFAULT '[]',   -- JSON list
+    max_reservation_time TEXT NOT NULL DEFAULT '{}'    -- JSON object: queue -> seconds
+) WITHOUT ROWID;
+
+CREATE TABLE refresh_tokens (
+    token_hash    TEXT PRIMARY KEY,
+    client_id     TEXT NOT NULL,
+    issued_at     INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    revoked       INTEGER NOT NULL DEFAULT 0,
+    last_accessed INTEGER
+) WITHOUT ROWID;
+CREATE INDEX refresh_tokens_by_client ON refresh_tokens (client_id);
+CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at);
+
+-- A restriction outlives its owners (deleting a client must not open a
+-- queue), so the queue and its owners are separate tables.
+CREATE TABLE restricted_queues (
+    queue_name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+CREATE TABLE restricted_queue_owners (
+    queue_name TEXT NOT NULL REFERENCES restricted_queues (queue_name) ON DELETE CASCADE,
+    client_id  TEXT NOT NULL,
+    PRIMARY KEY (queue_name, client_id)
+) WITHOUT ROWID;
+CREATE INDEX restricted_queue_owners_by_client ON restricted_queue_owners (client_id);
+
+CREATE TABLE secrets (
+    client_id  TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    value      BLOB NOT NULL,      -- sealed: nonce, ciphertext and tag
+    expires_at INTEGER,            -- NULL: never
+    ephemeral  INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, path)
+) WITHOUT ROWID;
+CREATE INDEX secrets_expiry ON secrets (expires_at) WHERE expires_at IS NOT NULL;
 "#,
 ];
 
@@ -341,6 +390,102 @@ fn claim_values(request: &ClaimRequest, now: Timestamp) -> Vec<rusqlite::types::
         vec![now.millis().into(), request.agent_name.clone().into()];
     values.extend(request.queues.iter().cloned().map(Into::into));
     values
+}
+
+const CLIENT_COLUMNS: &str = "client_id, client_secret_hash, role, max_priority, allowed_queues, \
+                              max_reservation_time";
+
+fn client_from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
+    let role: String = row.get(2)?;
+    let role = Role::parse(&role).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("unknown role {role:?}").into(),
+        )
+    })?;
+    let max_priority: String = row.get(3)?;
+    let allowed_queues: String = row.get(4)?;
+    let max_reservation_time: String = row.get(5)?;
+    Ok(Client {
+        client_id: row.get(0)?,
+        secret_hash: row.get(1)?,
+        role,
+        max_priority: serde_json::from_str(&max_priority).unwrap_or_default(),
+        allowed_queues: serde_json::from_str(&allowed_queues).unwrap_or_default(),
+        max_reservation_time: serde_json::from_str(&max_reservation_time).unwrap_or_default(),
+    })
+}
+
+fn load_client(conn: &Connection, client_id: &str) -> rusqlite::Result<Option<Client>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLIENT_COLUMNS} FROM client_permissions WHERE client_id = ?1"
+    ))?
+    .query_row([client_id], client_from_row)
+    .optional()
+}
+
+fn save_client(conn: &Connection, client: &Client) -> rusqlite::Result<()> {
+    let json = |value: serde_json::Result<String>| value.unwrap_or_else(|_| "null".into());
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO client_permissions ({CLIENT_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ))?
+    .execute(params![
+        client.client_id,
+        client.secret_hash,
+        client.role.as_str(),
+        json(serde_json::to_string(&client.max_priority)),
+        json(serde_json::to_string(&client.allowed_queues)),
+        json(serde_json::to_string(&client.max_reservation_time)),
+    ])?;
+    Ok(())
+}
+
+fn load_restriction(conn: &Connection, queue: &str) -> rusqlite::Result<Option<RestrictedQueue>> {
+    let restricted = conn
+        .prepare_cached("SELECT 1 FROM restricted_queues WHERE queue_name = ?1")?
+        .exists([queue])?;
+    if !restricted {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT client_id FROM restricted_queue_owners WHERE queue_name = ?1 ORDER BY client_id",
+    )?;
+    let owners = stmt
+        .query_map([queue], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(RestrictedQueue {
+        queue: queue.to_owned(),
+        owners,
+    }))
+}
+
+const SECRET_COLUMNS: &str = "client_id, path, value, expires_at, ephemeral, updated_at";
+
+/// A secret that has not expired at ?3.
+const SECRET_LIVE: &str = "(expires_at IS NULL OR expires_at > ?3)";
+
+fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSecret> {
+    Ok(StoredSecret {
+        client_id: row.get(0)?,
+        path: row.get(1)?,
+        sealed: row.get(2)?,
+        expires_at: row.get::<_, Option<i64>>(3)?.map(Timestamp::from_millis),
+        ephemeral: row.get(4)?,
+        updated_at: Timestamp::from_millis(row.get(5)?),
+    })
+}
+
+/// The paths in the order given, each once.
+fn distinct(paths: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(paths.len());
+    for path in paths {
+        if !out.contains(path) {
+            out.push(path.clone());
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -896,11 +1041,317 @@ impl Store for SqliteStore {
                 "DELETE FROM live_output WHERE updated_at < ?1",
                 [cutoff.millis()],
             )?;
+            // Tokens and secrets without use once expired (NULL: never).
+            tx.execute(
+                "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+                [cutoff.millis()],
+            )?;
+            tx.execute(
+                "DELETE FROM secrets WHERE expires_at < ?1",
+                [cutoff.millis()],
+            )?;
             tx.commit()?;
             Ok(ids
                 .iter()
                 .filter_map(|id| Uuid::parse_str(id).ok())
                 .collect())
+        })
+        .await
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>> {
+        let client_id = client_id.to_owned();
+        self.read("reading a client", move |conn| {
+            load_client(conn, &client_id)
+        })
+        .await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>> {
+        self.read("reading clients", |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM client_permissions ORDER BY client_id"
+            ))?;
+            let rows = stmt.query_map([], client_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn put_client(&self, client: &Client) -> Result<bool> {
+        let client = client.clone();
+        self.write("storing a client", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let existed = tx
+                .prepare_cached("SELECT 1 FROM client_permissions WHERE client_id = ?1")?
+                .exists([&client.client_id])?;
+            save_client(&tx, &client)?;
+            tx.commit()?;
+            Ok(!existed)
+        })
+        .await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool> {
+        let client_id = client_id.to_owned();
+        self.write("deleting a client", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM client_permissions WHERE client_id = ?1")?
+                .execute([&client_id])?;
+            tx.prepare_cached("DELETE FROM refresh_tokens WHERE client_id = ?1")?
+                .execute([&client_id])?;
+            tx.prepare_cached("DELETE FROM secrets WHERE client_id = ?1")?
+                .execute([&client_id])?;
+            // The restrictions stay, even without owners.
+            tx.prepare_cached("DELETE FROM restricted_queue_owners WHERE client_id = ?1")?
+                .execute([&client_id])?;
+            tx.commit()?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()> {
+        let token = token.clone();
+        self.write("storing a refresh token", move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO refresh_tokens \
+                 (token_hash, client_id, issued_at, expires_at, revoked, last_accessed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?3)",
+            )?
+            .execute(params![
+                token.token_hash,
+                token.client_id,
+                token.issued_at.millis(),
+                token.expires_at.millis(),
+                token.revoked,
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<String>> {
+        let token_hash = token_hash.to_owned();
+        self.write("using a refresh token", move |conn| {
+            conn.prepare_cached(
+                "UPDATE refresh_tokens SET last_accessed = ?2 \
+                 WHERE token_hash = ?1 AND revoked = 0 AND expires_at > ?2 \
+                 RETURNING client_id",
+            )?
+            .query_row(params![token_hash, now.millis()], |r| r.get(0))
+            .optional()
+        })
+        .await
+    }
+
+    async fn revoke_refresh_token(&self, token_hash: &str) -> Result<bool> {
+        let token_hash = token_hash.to_owned();
+        self.write("revoking a refresh token", move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
+                )?
+                .execute([token_hash])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn list_restricted_queues(&self) -> Result<Vec<RestrictedQueue>> {
+        self.read("reading restricted queues", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT r.queue_name, o.client_id FROM restricted_queues r \
+                 LEFT JOIN restricted_queue_owners o ON o.queue_name = r.queue_name \
+                 ORDER BY r.queue_name, o.client_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            let mut out: Vec<RestrictedQueue> = Vec::new();
+            for row in rows {
+                let (queue, owner) = row?;
+                if out.last().is_none_or(|last| last.queue != queue) {
+                    out.push(RestrictedQueue {
+                        queue,
+                        owners: Vec::new(),
+                    });
+                }
+                if let (Some(owner), Some(last)) = (owner, out.last_mut()) {
+                    last.owners.push(owner);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_restricted_queue(&self, queue: &str) -> Result<Option<RestrictedQueue>> {
+        let queue = queue.to_owned();
+        self.read("reading a restricted queue", move |conn| {
+            load_restriction(conn, &queue)
+        })
+        .await
+    }
+
+    async fn add_queue_owner(&self, queue: &str, client_id: &str) -> Result<bool> {
+        let (queue, client_id) = (queue.to_owned(), client_id.to_owned());
+        self.write("adding a queue owner", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(mut client) = load_client(&tx, &client_id)? else {
+                return Ok(false);
+            };
+            tx.prepare_cached("INSERT OR IGNORE INTO restricted_queues (queue_name) VALUES (?1)")?
+                .execute([&queue])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO restricted_queue_owners (queue_name, client_id) \
+                 VALUES (?1, ?2)",
+            )?
+            .execute([&queue, &client_id])?;
+            if !client.allowed_queues.contains(&queue) {
+                client.allowed_queues.push(queue);
+                save_client(&tx, &client)?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn remove_queue_owner(&self, queue: &str, client_id: &str) -> Result<OwnerRemoval> {
+        let (queue, client_id) = (queue.to_owned(), client_id.to_owned());
+        self.write("removing a queue owner", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let restricted = tx
+                .prepare_cached("SELECT 1 FROM restricted_queues WHERE queue_name = ?1")?
+                .exists([&queue])?;
+            if !restricted {
+                return Ok(OwnerRemoval::NotRestricted);
+            }
+            let removed = tx
+                .prepare_cached(
+                    "DELETE FROM restricted_queue_owners WHERE queue_name = ?1 AND client_id = ?2",
+                )?
+                .execute([&queue, &client_id])?;
+            if removed == 0 {
+                return Ok(OwnerRemoval::NotOwner);
+            }
+            if let Some(mut client) = load_client(&tx, &client_id)? {
+                let before = client.allowed_queues.len();
+                client.allowed_queues.retain(|q| *q != queue);
+                if client.allowed_queues.len() != before {
+                    save_client(&tx, &client)?;
+                }
+            }
+            let restriction_ended = tx
+                .prepare_cached(
+                    "DELETE FROM restricted_queues WHERE queue_name = ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM restricted_queue_owners WHERE queue_name = ?1)",
+                )?
+                .execute([&queue])?
+                == 1;
+            tx.commit()?;
+            Ok(OwnerRemoval::Removed { restriction_ended })
+        })
+        .await
+    }
+
+    async fn put_secret(&self, secret: &StoredSecret) -> Result<()> {
+        let secret = secret.clone();
+        self.write("storing a secret", move |conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO secrets \
+                 (client_id, path, value, expires_at, ephemeral, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                secret.client_id,
+                secret.path,
+                secret.sealed,
+                secret.expires_at.map(Timestamp::millis),
+                secret.ephemeral,
+                secret.updated_at.millis(),
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, client_id: &str, path: &str) -> Result<bool> {
+        let (client_id, path) = (client_id.to_owned(), path.to_owned());
+        self.write("deleting a secret", move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM secrets WHERE client_id = ?1 AND path = ?2")?
+                .execute([client_id, path])?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn existing_secrets(
+        &self,
+        client_id: &str,
+        paths: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        let paths = distinct(paths);
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client_id = client_id.to_owned();
+        self.read("reading secrets", move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT 1 FROM secrets WHERE client_id = ?1 AND path = ?2 AND {SECRET_LIVE}"
+            ))?;
+            let mut out = Vec::new();
+            for path in paths {
+                if stmt.exists(params![client_id, path, now.millis()])? {
+                    out.push(path);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn take_secrets(
+        &self,
+        client_id: &str,
+        paths: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<StoredSecret>> {
+        let paths = distinct(paths);
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client_id = client_id.to_owned();
+        // One transaction on the single writer: an ephemeral secret is read
+        // and deleted in one step, so exactly one reader gets it.
+        self.write("reading secrets", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut out = Vec::new();
+            {
+                let mut select = tx.prepare_cached(&format!(
+                    "SELECT {SECRET_COLUMNS} FROM secrets \
+                     WHERE client_id = ?1 AND path = ?2 AND {SECRET_LIVE}"
+                ))?;
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM secrets WHERE client_id = ?1 AND path = ?2")?;
+                for path in paths {
+                    let found = select
+                        .query_row(params![client_id, path, now.millis()], secret_from_row)
+                        .optional()?;
+                    if let Some(secret) = found {
+                        if secret.ephemeral {
+                            delete.execute([&client_id, &path])?;
+                        }
+                        out.push(secret);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(out)
         })
         .await
     }
@@ -943,6 +1394,47 @@ mod tests {
                 assert!(sorts <= usize::from(queues > 1), "plan: {plan:#?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_restriction_outlives_its_owners_until_the_last_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for id in ["a", "b"] {
+            let client = Client::new(id, "hash", Role::Contributor);
+            assert!(store.put_client(&client).await.unwrap());
+            assert!(store.add_queue_owner("q", id).await.unwrap());
+        }
+        assert!(store.add_queue_owner("solo", "b").await.unwrap());
+        assert!(store.delete_client("b").await.unwrap());
+        let listed = store.list_restricted_queues().await.unwrap();
+        assert_eq!(
+            listed,
+            [
+                RestrictedQueue {
+                    queue: "q".into(),
+                    owners: vec!["a".into()]
+                },
+                RestrictedQueue {
+                    queue: "solo".into(),
+                    owners: vec![]
+                },
+            ]
+        );
+        assert_eq!(
+            store.remove_queue_owner("q", "a").await.unwrap(),
+            OwnerRemoval::Removed {
+                restriction_ended: true
+            }
+        );
+        assert_eq!(store.get_restricted_queue("q").await.unwrap(), None);
+        assert!(store
+            .get_client("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .allowed_queues
+            .is_empty());
     }
 
     #[test]

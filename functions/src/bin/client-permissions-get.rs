@@ -1,0 +1,6 @@
+//! Lambda function: `GET /v1/client-permissions/{client_id}`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    testflinger_functions::lambda::serve("client-permissions-get").await
+}
