@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, BINARY};
+use common::{create_client, Server, BINARY};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -333,4 +333,118 @@ fn an_unreachable_mongodb_stops_start_up_naming_the_host_not_the_password() {
         !stderr.contains("hunter2-secret"),
         "the password leaked: {stderr}"
     );
+}
+
+#[tokio::test]
+async fn create_client_bootstraps_an_admin_that_a_running_server_accepts_at_once() {
+    let server = Server::start_with(&[("JWT_SIGNING_KEY", "a signing key for this test")]);
+    let http = reqwest::Client::new();
+    let secret = "the first admin's secret";
+    let (ok, text) = create_client(
+        &server.data_dir(),
+        &[
+            "lab-admin",
+            "--secret",
+            "-",
+            "--role",
+            "admin",
+            "--max-priority",
+            "*=100",
+        ],
+        secret,
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("created client lab-admin with the role admin"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(secret),
+        "the secret is never printed: {text}"
+    );
+
+    // The server, already running, sees the new client at once.
+    let token: Value = http
+        .post(server.url("/v1/oauth2/token"))
+        .basic_auth("lab-admin", Some(secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().expect("an access token");
+    let clients: Value = http
+        .get(server.url("/v1/client-permissions"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(clients[0]["client_id"], "lab-admin", "{clients}");
+    assert_eq!(clients[0]["role"], "admin", "{clients}");
+    assert_eq!(clients[0]["max_priority"]["*"], 100, "{clients}");
+    assert!(!clients.to_string().contains("argon2"), "{clients}");
+
+    // A wrong secret is refused.
+    let refused = http
+        .post(server.url("/v1/oauth2/token"))
+        .basic_auth("lab-admin", Some("not the secret at all"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // Running it again updates the client: a new secret replaces the old.
+    let (ok, text) = create_client(
+        &server.data_dir(),
+        &["lab-admin", "--secret", "-"],
+        "a rotated secret for the admin",
+    );
+    assert!(ok && text.contains("updated client lab-admin"), "{text}");
+    let old = http
+        .post(server.url("/v1/oauth2/token"))
+        .basic_auth("lab-admin", Some(secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+}
+
+#[test]
+fn create_client_refuses_bad_arguments_naming_the_problem() {
+    let data = tempfile::tempdir().unwrap();
+    for (args, secret, expected) in [
+        (
+            &["x", "--secret", "-"][..],
+            "a long enough secret",
+            "needs --role",
+        ),
+        (
+            &["x", "--secret", "-", "--role", "root"],
+            "a long enough secret",
+            "role",
+        ),
+        (
+            &["x", "--secret", "-", "--role", "agent"],
+            "short",
+            "client_secret",
+        ),
+        (
+            &["x y", "--secret", "-", "--role", "agent"],
+            "a long enough secret",
+            "not a client id",
+        ),
+        (
+            &["x", "--max-priority", "q=high", "--role", "agent"],
+            "",
+            "not a whole number",
+        ),
+    ] {
+        let (ok, text) = create_client(data.path(), args, secret);
+        assert!(!ok, "{args:?} must fail: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::Server;
+use common::{create_client, Server};
 use serde_json::Value;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_testflinger-loadgen");
@@ -112,4 +112,65 @@ fn it_refuses_a_target_outside_loopback() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("only loopback targets"));
+}
+
+#[test]
+fn it_logs_in_with_client_credentials_where_agents_need_tokens() {
+    // The standard mode: agent endpoints need an agent token.
+    let server = Server::start_with(&[("JWT_SIGNING_KEY", "a signing key for the load test")]);
+    let (ok, text) = create_client(
+        &server.data_dir(),
+        &["load-agents", "--secret", "-", "--role", "agent"],
+        "the load agents' secret",
+    );
+    assert!(ok, "{text}");
+    let run = |credentials: &[&str]| {
+        Command::new(LOADGEN)
+            .args([
+                "--target",
+                &server.base,
+                "--agents",
+                "2",
+                "--queues",
+                "1",
+                "--json",
+            ])
+            .args(credentials)
+            .output()
+            .unwrap()
+    };
+    let output = run(&[
+        "--jobs",
+        "2",
+        "--client-id",
+        "load-agents",
+        "--client-secret",
+        "the load agents' secret",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["completed"].as_u64(), Some(2), "{report}");
+    assert_eq!(report["total"]["errors"].as_u64(), Some(0), "{report}");
+
+    // Without credentials every claim is refused, and the report says so.
+    let output = run(&["--duration", "1"]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let claim_errors = &report["endpoints"]["GET /v1/job"]["errors"];
+    assert!(claim_errors["401"].as_u64().unwrap_or(0) > 0, "{report}");
+
+    // Wrong credentials stop it before any load, naming the token endpoint.
+    let output = run(&[
+        "--jobs",
+        "2",
+        "--client-id",
+        "load-agents",
+        "--client-secret",
+        "wrong secret here",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/v1/oauth2/token"));
 }

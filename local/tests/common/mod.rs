@@ -43,6 +43,11 @@ impl Server {
         }
     }
 
+    /// The data folder the harness runs on (its embedded store).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._data.path().join("data")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -83,4 +88,28 @@ fn listening_address(child: &mut Child) -> String {
         Ok(Err(log)) => panic!("the harness stopped before listening:\n{log}"),
         Err(_) => panic!("the harness did not log the address it listens on"),
     }
+}
+
+/// Runs `testflinger-local create-client` on a data folder, with the secret
+/// on standard input; returns (success, stdout + stderr).
+pub fn create_client(data_dir: &std::path::Path, args: &[&str], secret: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BINARY)
+        .arg("create-client")
+        .args(args)
+        .env("TESTFLINGER_DATA_DIR", data_dir)
+        .env_remove("TESTFLINGER_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }
