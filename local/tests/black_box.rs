@@ -448,3 +448,94 @@ fn create_client_refuses_bad_arguments_naming_the_problem() {
         assert!(text.contains(expected), "{args:?}: {text}");
     }
 }
+
+#[tokio::test]
+async fn secret_values_travel_only_to_the_claiming_agent_and_never_to_the_log() {
+    let server = Server::start_with(&[
+        ("JWT_SIGNING_KEY", "a signing key for this test"),
+        (
+            "TESTFLINGER_SECRETS_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        ("RUST_LOG", "debug"),
+    ]);
+    let http = reqwest::Client::new();
+    for (id, role) in [("ci", "contributor"), ("dut-agents", "agent")] {
+        let (ok, text) = create_client(
+            &server.data_dir(),
+            &[id, "--secret", "-", "--role", role],
+            "a secret of sufficient length",
+        );
+        assert!(ok, "{text}");
+    }
+    let token = |id: &'static str| {
+        let http = http.clone();
+        let url = server.url("/v1/oauth2/token");
+        async move {
+            let body: Value = http
+                .post(url)
+                .basic_auth(id, Some("a secret of sufficient length"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (ci, agent) = (token("ci").await, token("dut-agents").await);
+    let value = "wifi-passphrase-7f3a9c";
+    let put = http
+        .put(server.url("/v1/secrets/ci/lab/wifi"))
+        .bearer_auth(&ci)
+        .json(&json!({"value": value, "ephemeral": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let job: Value = http
+        .post(server.url("/v1/job"))
+        .bearer_auth(&ci)
+        .json(&json!({"job_queue": "lab", "test_data": {"secrets": {"WIFI": "lab/wifi"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_id = job["job_id"].as_str().expect("a job id");
+    let shown = http
+        .get(server.url(&format!("/v1/job/{job_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        shown.contains("lab/wifi") && !shown.contains(value),
+        "{shown}"
+    );
+    let claimed: Value = http
+        .get(server.url("/v1/job?queue=lab"))
+        .bearer_auth(&agent)
+        .header("Cookie", "agent_name=dut-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claimed["test_data"]["secrets"]["WIFI"], value, "{claimed}");
+    assert_eq!(claimed["client_id"], "ci", "{claimed}");
+
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("job claimed"), "the log is captured: {log}");
+    assert!(
+        !log.contains(value),
+        "a secret value reached the log:\n{log}"
+    );
+    assert!(!log.contains("a secret of sufficient length"), "{log}");
+}

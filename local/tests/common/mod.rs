@@ -13,6 +13,8 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_testflinger-local");
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Every line the server has logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _data: tempfile::TempDir,
 }
 
@@ -35,10 +37,12 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the harness binary starts");
-        let base = listening_address(&mut child);
+        let log = std::sync::Arc::default();
+        let base = listening_address(&mut child, std::sync::Arc::clone(&log));
         Server {
             child,
             base,
+            log,
             _data: data,
         }
     }
@@ -62,13 +66,19 @@ impl Drop for Server {
 
 /// Reads the start-up log until the line that names the bound address, then
 /// keeps draining the log in the background so the server never blocks on it.
-fn listening_address(child: &mut Child) -> String {
+fn listening_address(
+    child: &mut Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> String {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
         let mut early = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut log) = log.lock() {
+                log.push(line.clone());
+            }
             if !sent {
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let address = rest.split_whitespace().next().unwrap_or("").to_owned();
