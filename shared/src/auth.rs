@@ -8,6 +8,7 @@ use argon2::Argon2;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::clients::Client;
 use crate::Timestamp;
 
 /// Roles, strongest first.
@@ -122,16 +123,20 @@ pub const ACCESS_TOKEN_SECONDS: i64 = 600;
 /// Life of a refresh token, in seconds (6 days).
 pub const REFRESH_TOKEN_SECONDS: i64 = 6 * 86_400;
 
-/// What an access token says. Permissions are not frozen into it: they are
-/// read from the store at each request, so grants and revocations take
-/// effect at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an access token says. The server never trusts the permissions in
+/// it: they are read from the store at each request, so grants and
+/// revocations take effect at once. They are there, in upstream's
+/// `permissions` claim, because the real CLI decodes its token to find its
+/// role and client id before it sends an admin command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub sub: String,
     pub client_id: String,
     pub role: Role,
     pub iat: i64,
     pub exp: i64,
+    #[serde(default)]
+    pub permissions: serde_json::Value,
 }
 
 /// Why a token was refused: the clients refresh and replay on 401 only.
@@ -161,6 +166,30 @@ impl TokenKeys {
     }
 
     pub fn issue(&self, client_id: &str, role: Role, now: Timestamp) -> String {
+        let permissions = serde_json::json!({"client_id": client_id, "role": role.as_str()});
+        self.sign(client_id, role, permissions, now)
+    }
+
+    /// A token for a client, its permissions as they stand now included
+    /// for the clients' own display and checks.
+    pub fn issue_for(&self, client: &Client, now: Timestamp) -> String {
+        let permissions = serde_json::json!({
+            "client_id": client.client_id,
+            "role": client.role.as_str(),
+            "max_priority": client.max_priority,
+            "allowed_queues": client.allowed_queues,
+            "max_reservation_time": client.max_reservation_time,
+        });
+        self.sign(&client.client_id, client.role, permissions, now)
+    }
+
+    fn sign(
+        &self,
+        client_id: &str,
+        role: Role,
+        permissions: serde_json::Value,
+        now: Timestamp,
+    ) -> String {
         let iat = now.millis() / 1000;
         let claims = AccessClaims {
             sub: "access_token".into(),
@@ -168,6 +197,7 @@ impl TokenKeys {
             role,
             iat,
             exp: iat + ACCESS_TOKEN_SECONDS,
+            permissions,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .unwrap_or_default()
@@ -267,6 +297,16 @@ mod tests {
             ("ci-bot", Role::Agent)
         );
         assert_eq!(claims.exp - claims.iat, ACCESS_TOKEN_SECONDS);
+        assert_eq!(claims.permissions["role"], "agent");
+
+        // The CLI reads its role and client id from `permissions`.
+        let mut client = Client::new("lab-admin", "hash", Role::Admin);
+        client.max_priority.insert("*".into(), 7);
+        let claims = keys.verify(&keys.issue_for(&client, now)).unwrap();
+        assert_eq!(claims.permissions["role"], "admin");
+        assert_eq!(claims.permissions["client_id"], "lab-admin");
+        assert_eq!(claims.permissions["max_priority"]["*"], 7);
+        assert!(!claims.permissions.to_string().contains("hash"));
 
         let old = Timestamp::from_millis(now.millis() - 3_600_000);
         assert_eq!(

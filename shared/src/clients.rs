@@ -215,14 +215,18 @@ pub fn validate_client_update(body: &Map<String, Value>) -> Result<ClientUpdate>
                 Some(role) => update.role = Some(role),
                 None => errors.add(key, "Must be one of: admin, manager, contributor, agent."),
             },
-            "max_priority" | "max_reservation_time" => match queue_limits(value) {
-                Some(map) if key == "max_priority" => update.max_priority = Some(map),
-                Some(map) => update.max_reservation_time = Some(map),
-                None => errors.add(
-                    key,
-                    "Must be an object of queue name (or \"*\"): integer of 0 or more.",
-                ),
-            },
+            // The CLI's flags send `max_reservation`, and both maps as JSON
+            // text as typed on its command line.
+            "max_priority" | "max_reservation_time" | "max_reservation" => {
+                match queue_limits(value) {
+                    Some(map) if key == "max_priority" => update.max_priority = Some(map),
+                    Some(map) => update.max_reservation_time = Some(map),
+                    None => errors.add(
+                        key,
+                        "Must be an object of queue name (or \"*\"): integer of 0 or more.",
+                    ),
+                }
+            }
             "allowed_queues" => match value.as_array() {
                 Some(items)
                     if items
@@ -249,6 +253,10 @@ pub fn validate_client_update(body: &Map<String, Value>) -> Result<ClientUpdate>
 }
 
 fn queue_limits(value: &Value) -> Option<BTreeMap<String, i64>> {
+    if let Value::String(text) = value {
+        let parsed: Value = serde_json::from_str(text).ok()?;
+        return parsed.is_object().then(|| queue_limits(&parsed)).flatten();
+    }
     value
         .as_object()?
         .iter()
@@ -422,6 +430,20 @@ mod tests {
                 "role"
             ]
         );
+    }
+
+    #[test]
+    fn the_cli_flag_forms_are_understood() {
+        let body = json!({
+            "client_id": "ci",
+            "max_priority": "{\"rpi\": 10}",
+            "max_reservation": "{\"*\": 36000}",
+        });
+        let update = validate_client_update(body.as_object().unwrap()).unwrap();
+        assert_eq!(update.max_priority.unwrap()["rpi"], 10);
+        assert_eq!(update.max_reservation_time.unwrap()["*"], 36_000);
+        let bad = json!({"max_priority": "rpi=10"});
+        assert!(validate_client_update(bad.as_object().unwrap()).is_err());
     }
 
     #[test]

@@ -69,6 +69,16 @@ pub async fn put_client(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     checked_id(&client_id)?;
+    if body
+        .get("client_id")
+        .is_some_and(|id| id.as_str() != Some(client_id.as_str()))
+    {
+        return Err(ApiError::invalid_field(
+            "json",
+            "client_id",
+            "Must be the client id of the path, or left out.",
+        ));
+    }
     let update = validate_client_update(&body)?;
     let me = caller.require("Managing clients")?;
     let existing = state.store.get_client(&client_id).await?;

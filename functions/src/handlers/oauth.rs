@@ -89,7 +89,7 @@ pub async fn issue_token(
         .await?;
     tracing::info!(client_id = %client.client_id, role = client.role.as_str(), "tokens issued");
     Ok(Json(json!({
-        "access_token": keys.issue(&client.client_id, client.role, now),
+        "access_token": keys.issue_for(&client, now),
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_SECONDS,
         "refresh_token": refresh_token,
@@ -137,7 +137,7 @@ pub async fn refresh_token(
         .await?
         .ok_or_else(invalid)?;
     Ok(Json(json!({
-        "access_token": keys.issue(&client.client_id, client.role, now),
+        "access_token": keys.issue_for(&client, now),
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_SECONDS,
     })))
