@@ -185,6 +185,37 @@ async fn identify(state: &AppState, headers: &axum::http::HeaderMap) -> Result<C
     }
 }
 
+/// Slow hashes at once, at most: each Argon2 check takes ~19 MiB and a
+/// core for tens of milliseconds, so a burst of logins must queue rather
+/// than exhaust memory.
+const SLOW_HASHES_AT_ONCE: usize = 2;
+/// How long a login waits for its turn before the answer is 503.
+const SLOW_HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a slow hash (checking or making a client secret) off the async
+/// workers, a bounded number at a time.
+pub async fn slow_hash<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SLOW_HASHES_AT_ONCE);
+    let busy = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many logins at once; try again in a few seconds.",
+        )
+    };
+    let _turn = tokio::time::timeout(SLOW_HASH_WAIT, TURNS.acquire())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Checking the secret failed; the error has been logged.",
+        )
+    })
+}
+
 fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = value.split_once(' ')?;

@@ -2275,7 +2275,7 @@ async fn only_its_client_or_a_manager_cancels_a_clients_job() {
         .assert_error(StatusCode::FORBIDDEN);
     cancel(&server, None, &id)
         .await
-        .assert_error(StatusCode::FORBIDDEN);
+        .assert_error(StatusCode::UNAUTHORIZED);
     // Still waiting.
     assert_eq!(
         server.get(&format!("/v1/job/{id}/position")).await.text(),
@@ -2301,7 +2301,7 @@ async fn an_anonymous_caller_cannot_cancel_a_clients_job_even_in_open_mode() {
     let id = server.submit_with(json!({"job_queue": "q"}), &alice).await;
     cancel(&server, None, &id)
         .await
-        .assert_error(StatusCode::FORBIDDEN);
+        .assert_error(StatusCode::UNAUTHORIZED);
     cancel(&server, Some(&alice), &id).await.assert_ok_text();
 }
 
@@ -2320,4 +2320,184 @@ async fn anyone_cancels_an_anonymous_job() {
     cancel(&server, None, UNKNOWN_ID)
         .await
         .assert_error(StatusCode::NOT_FOUND);
+}
+
+// ---- Hardening after review ----
+
+trait OkText {
+    fn ok_text(&self);
+}
+
+impl OkText for Reply {
+    /// 200 with a plain-text body (the client-permissions answers).
+    fn ok_text(&self) {
+        assert_eq!(self.status, StatusCode::OK, "{self:?}");
+        assert!(self.content_type().starts_with("text/plain"), "{self:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_open_mode_refuses_jobs_that_name_secrets() {
+    // Anyone may claim in the open mode, so a secret would go to whoever asks.
+    let server = Server::with_auth(AuthMode::Open).await;
+    let ci = server.client_token("ci", Role::Contributor, |_| {}).await;
+    put_secret(&server, Some(&ci), "ci", "wifi", json!({"value": "v"}))
+        .await
+        .ok_json();
+    let body = submit(
+        &server,
+        Some(&ci),
+        job_with_secrets("q", json!({"W": "wifi"})),
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.to_string().contains("open mode"), "{body}");
+}
+
+#[tokio::test]
+async fn a_new_secret_ends_the_sessions_of_the_old_one() {
+    let server = standard().await;
+    let admin = admin_token(&server).await;
+    let (_, refresh_token) = login_pair(&server, "ci", Role::Contributor).await;
+    refresh(&server, &refresh_token).await.ok_json();
+    put_client(
+        &server,
+        Some(&admin),
+        "ci",
+        json!({"client_secret": "a new secret after a leak"}),
+    )
+    .await
+    .ok_text();
+    refresh(&server, &refresh_token)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    server
+        .login("ci", "a new secret after a leak")
+        .await
+        .ok_json();
+}
+
+#[tokio::test]
+async fn a_manager_changes_only_lower_roles_and_only_its_own_secret() {
+    let server = standard().await;
+    let manager = manager_token(&server).await;
+    let manager_id = "manager";
+    server
+        .add_client("m2", &secret_of("m2"), Role::Manager, |_| {})
+        .await;
+    // Not a peer: neither its secret nor its permissions.
+    for body in [
+        json!({"client_secret": "taking over another manager"}),
+        json!({"max_priority": {"*": 5}}),
+    ] {
+        put_client(&server, Some(&manager), "m2", body)
+            .await
+            .assert_error(StatusCode::FORBIDDEN);
+    }
+    // Not its own permissions, but its own secret.
+    put_client(
+        &server,
+        Some(&manager),
+        manager_id,
+        json!({"allowed_queues": ["*"], "max_priority": {"*": 1000000}}),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN);
+    put_client(
+        &server,
+        Some(&manager),
+        manager_id,
+        json!({"client_secret": "the manager's own new secret"}),
+    )
+    .await
+    .ok_text();
+    // Not another manager, but contributors.
+    put_client(
+        &server,
+        Some(&manager),
+        "m3",
+        json!({"client_secret": "a secret for m3 here", "role": "manager"}),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN);
+    put_client(
+        &server,
+        Some(&manager),
+        "c1",
+        json!({"client_secret": "a secret for c1 here", "role": "contributor"}),
+    )
+    .await
+    .ok_text();
+}
+
+#[tokio::test]
+async fn a_manager_cannot_make_an_admin_own_a_queue() {
+    let server = standard().await;
+    let admin = admin_token(&server).await;
+    let manager = manager_token(&server).await;
+    serve_queues(&server, &agent_token(&server).await, "dut-1", &["secure"]).await;
+    restrict(&server, Some(&manager), "secure", "admin")
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    restrict(&server, Some(&admin), "secure", "admin")
+        .await
+        .assert_ok_text();
+    unrestrict(&server, Some(&manager), "secure", "admin")
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn head_never_claims_a_job() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "hq"})).await;
+    let reply = server
+        .call(Method::HEAD, "/v1/job?queue=hq", None, None)
+        .await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{reply:?}");
+    assert_eq!(
+        server.get(&format!("/v1/job/{id}/position")).await.text(),
+        "0",
+        "still waiting"
+    );
+    let reply = server
+        .call(Method::HEAD, &format!("/v1/result/{id}/output"), None, None)
+        .await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{reply:?}");
+}
+
+#[tokio::test]
+async fn job_events_need_the_jobs_own_webhook() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let agent = agent_token(&server).await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    post_events(&server, &agent, &id, &events_body(&hook.url()))
+        .await
+        .assert_invalid_fields(&["job_status_webhook"]);
+    assert!(hook.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_webhook_refusing_our_token_is_a_bad_gateway_not_a_401() {
+    // A 401 would make the agent refresh its own token and replay.
+    let hook = start_hook(HookAnswer::Status(401)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    relay(&server, &hook.url())
+        .await
+        .assert_error(StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn client_ids_cannot_hold_a_colon() {
+    let server = standard().await;
+    let admin = admin_token(&server).await;
+    put_client(
+        &server,
+        Some(&admin),
+        "user:name",
+        json!({"client_secret": "a long enough secret"}),
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
 }

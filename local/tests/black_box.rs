@@ -404,6 +404,15 @@ async fn create_client_bootstraps_an_admin_that_a_running_server_accepts_at_once
         "a rotated secret for the admin",
     );
     assert!(ok && text.contains("updated client lab-admin"), "{text}");
+    assert!(text.contains("revoked 1 refresh token"), "{text}");
+    // The session of the old secret ends with it.
+    let replayed = http
+        .post(server.url("/v1/oauth2/refresh"))
+        .json(&serde_json::json!({"refresh_token": token["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 400);
     let old = http
         .post(server.url("/v1/oauth2/token"))
         .basic_auth("lab-admin", Some(secret))

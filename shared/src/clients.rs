@@ -24,7 +24,7 @@ pub const FREE_RESERVATION_SECONDS: i64 = 6 * 3600;
 pub const MIN_SECRET_CHARS: usize = 15;
 
 /// A client that can authenticate with `client_id:client_secret`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Client {
     pub client_id: String,
     /// The secret's salted slow hash (PHC string); never the secret.
@@ -38,7 +38,27 @@ pub struct Client {
     pub max_reservation_time: BTreeMap<String, i64>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("role", &self.role)
+            .field("max_priority", &self.max_priority)
+            .field("allowed_queues", &self.allowed_queues)
+            .field("max_reservation_time", &self.max_reservation_time)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
+    /// Whether this client may change `target` (whose role is
+    /// `target_role`): an admin may change anyone; anyone else only clients
+    /// of a lower role. Changing oneself is [`Client::may_change_self`]'s.
+    pub fn may_change(&self, target_id: &str, target_role: Role) -> bool {
+        self.role == Role::Admin
+            || (target_id != self.client_id && target_role.rank() < self.role.rank())
+    }
+
     pub fn new(client_id: impl Into<String>, secret_hash: impl Into<String>, role: Role) -> Self {
         Client {
             client_id: client_id.into(),
@@ -177,7 +197,7 @@ fn reservation_seconds(job_data: &Map<String, Value>) -> Option<i64> {
 
 /// A validated `PUT /v1/client-permissions/{id}` body: each field is
 /// optional and replaces the stored one when given.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClientUpdate {
     pub client_secret: Option<String>,
     pub role: Option<Role>,
@@ -186,13 +206,39 @@ pub struct ClientUpdate {
     pub max_reservation_time: Option<BTreeMap<String, i64>>,
 }
 
-/// Client ids: 1 to 128 printable characters without `/` or whitespace.
+impl std::fmt::Debug for ClientUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientUpdate")
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "(hidden)"),
+            )
+            .field("role", &self.role)
+            .field("max_priority", &self.max_priority)
+            .field("allowed_queues", &self.allowed_queues)
+            .field("max_reservation_time", &self.max_reservation_time)
+            .finish()
+    }
+}
+
+impl ClientUpdate {
+    /// Whether it changes nothing but the secret.
+    pub fn only_secret(&self) -> bool {
+        self.role.is_none()
+            && self.max_priority.is_none()
+            && self.allowed_queues.is_none()
+            && self.max_reservation_time.is_none()
+    }
+}
+
+/// Client ids: 1 to 128 printable characters without whitespace, `/`, `$`
+/// or `:` (HTTP Basic splits at the first `:`).
 pub fn is_client_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
             .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != '$')
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '$' | ':'))
 }
 
 /// Validates a client-permissions body, listing every bad field at once.
@@ -430,6 +476,31 @@ mod tests {
                 "role"
             ]
         );
+    }
+
+    #[test]
+    fn only_admins_change_their_peers_or_themselves_beyond_the_secret() {
+        let admin = Client::new("a", "h", Role::Admin);
+        let manager = Client::new("m", "h", Role::Manager);
+        assert!(admin.may_change("a", Role::Admin));
+        assert!(admin.may_change("other-admin", Role::Admin));
+        assert!(manager.may_change("c", Role::Contributor));
+        assert!(manager.may_change("g", Role::Agent));
+        assert!(!manager.may_change("m2", Role::Manager));
+        assert!(!manager.may_change("m", Role::Manager), "not itself");
+        assert!(!manager.may_change("a", Role::Admin));
+        assert!(!is_client_id("user:name"));
+        let hidden = format!(
+            "{:?}",
+            Client::new("x", "$argon2id$secret-hash", Role::Agent)
+        );
+        assert!(!hidden.contains("argon2"), "{hidden}");
+        let update = ClientUpdate {
+            client_secret: Some("plain secret value".into()),
+            ..ClientUpdate::default()
+        };
+        assert!(!format!("{update:?}").contains("plain secret"));
+        assert!(update.only_secret());
     }
 
     #[test]

@@ -17,6 +17,9 @@ use crate::{Error, Result, Timestamp};
 /// in seconds, or `null` for no expiry).
 pub const DEFAULT_SECRET_SECONDS: i64 = 365 * 86_400;
 
+/// The longest `expire_after` (100 years); `null` means no expiry at all.
+pub const MAX_SECRET_SECONDS: i64 = 100 * 365 * 86_400;
+
 const NONCE_BYTES: usize = 12;
 
 /// The key that seals every secret.
@@ -160,11 +163,13 @@ pub fn validate_secret_write(body: &Map<String, Value>, now: Timestamp) -> Resul
         None => Some(now.plus_seconds(DEFAULT_SECRET_SECONDS)),
         Some(Value::Null) => None,
         Some(v) => match v.as_i64() {
-            Some(seconds) if seconds >= 1 => Some(now.plus_seconds(seconds)),
+            Some(seconds) if (1..=MAX_SECRET_SECONDS).contains(&seconds) => {
+                Some(now.plus_seconds(seconds))
+            }
             _ => {
                 errors.add(
                     "expire_after",
-                    "Must be a whole number of seconds of 1 or more, or null for no expiry.",
+                    "Must be a whole number of seconds from 1 to 100 years, or null for no expiry.",
                 );
                 None
             }
@@ -287,6 +292,7 @@ mod tests {
                 .expires_at,
             Some(now.plus_seconds(60))
         );
+        assert!(w(json!({"value": "v", "expire_after": i64::MAX})).is_err());
         let Err(Error::Validation { fields, .. }) =
             w(json!({"value": "", "expire_after": 0, "ephemeral": "yes", "x": 1}))
         else {

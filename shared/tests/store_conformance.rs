@@ -48,6 +48,7 @@ conformance!(
     an_unknown_job_is_none,
     the_claim_takes_priority_then_fifo,
     the_claim_serves_every_requested_queue,
+    a_batch_of_jobs_is_stored_in_order,
     the_claim_skips_jobs_that_exclude_the_agent,
     the_claim_skips_jobs_waiting_for_attachments,
     the_claim_marks_the_job_running,
@@ -166,6 +167,57 @@ async fn the_claim_serves_every_requested_queue(store: Arc<dyn Store>) {
     assert_eq!(claim_id(&store, &["a", "b"], None).await, None);
     assert_eq!(claim_id(&store, &["c"], None).await, Some(c));
     assert_eq!(claim_id(&store, &[], None).await, None);
+}
+
+async fn a_batch_of_jobs_is_stored_in_order(store: Arc<dyn Store>) {
+    store.insert_jobs(&[]).await.expect("an empty batch");
+    // 250 jobs round-robin over 3 queues, ten to a millisecond (so that the
+    // order of the batch must break ties), one of them urgent.
+    let jobs: Vec<NewJob> = (0..250)
+        .map(|i| {
+            let mut body = json!({
+                "job_queue": format!("bulk-{}", i % 3), "name": format!("job {i}"),
+                "tags": ["bulk"], "test_data": {"test_cmds": "true"},
+            });
+            if i == 200 {
+                body["job_priority"] = json!(5);
+            }
+            new_job(body, i / 10)
+        })
+        .collect();
+    store.insert_jobs(&jobs).await.expect("insert a batch");
+    for (i, submitted) in jobs.iter().enumerate() {
+        let job = store
+            .get_job(submitted.job_id)
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(job.state, "waiting");
+        assert_eq!(job.job_queue, submitted.job_queue);
+        assert_eq!(job.created_at, t(i as i64 / 10));
+        assert_eq!(job.job_data, submitted.job_data, "job {i}");
+    }
+    let ids = |queues: &[&str]| -> Vec<Uuid> {
+        jobs.iter()
+            .filter(|j| queues.contains(&j.job_queue.as_str()))
+            .map(|j| j.job_id)
+            .collect()
+    };
+    // One queue alone, then the two others together: FIFO in batch order.
+    let mut claimed = Vec::new();
+    while let Some(id) = claim_id(&store, &["bulk-1"], None).await {
+        claimed.push(id);
+    }
+    assert_eq!(claimed, ids(&["bulk-1"]));
+    let mut expected = ids(&["bulk-0", "bulk-2"]);
+    let urgent = jobs[200].job_id;
+    expected.retain(|id| *id != urgent);
+    expected.insert(0, urgent);
+    let mut claimed = Vec::new();
+    while let Some(id) = claim_id(&store, &["bulk-0", "bulk-2"], None).await {
+        claimed.push(id);
+    }
+    assert_eq!(claimed, expected);
 }
 
 async fn the_claim_skips_jobs_that_exclude_the_agent(store: Arc<dyn Store>) {

@@ -5,11 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
-use testflinger_shared::auth::hash_secret;
+use testflinger_shared::auth::{hash_secret, Role};
 use testflinger_shared::clients::{is_client_id, validate_client_update, OwnerRemoval};
 
 use super::ok_text;
-use crate::auth::Caller;
+use crate::auth::{slow_hash, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonObject, Segment};
 use crate::AppState;
@@ -83,43 +83,49 @@ pub async fn put_client(
     let me = caller.require("Managing clients")?;
     let existing = state.store.get_client(&client_id).await?;
     if let Some(current) = &existing {
-        if !me.role.may_manage(current.role) {
+        let allowed = if current.client_id == me.client_id {
+            me.role == Role::Admin || update.only_secret()
+        } else {
+            me.may_change(&current.client_id, current.role)
+        };
+        if !allowed {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "Client '{client_id}' has the role {}, above yours ({}).",
-                    current.role.as_str(),
-                    me.role.as_str()
+                    "Client '{}' ({}) may not change client '{client_id}' ({}): only an admin changes \
+                     clients of its own role or above, or its own permissions.",
+                    me.client_id,
+                    me.role.as_str(),
+                    current.role.as_str()
                 ),
             ));
         }
     }
     if let Some(role) = update.role {
-        if !me.role.may_manage(role) {
+        if me.role != Role::Admin && role.rank() >= me.role.rank() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "You may not grant the role {}, above your own ({}).",
-                    role.as_str(),
-                    me.role.as_str()
+                    "Client '{}' ({}) may grant only roles below its own, not {}.",
+                    me.client_id,
+                    me.role.as_str(),
+                    role.as_str()
                 ),
             ));
         }
     }
-    // The slow hash runs off the async workers.
-    let client = tokio::task::spawn_blocking({
+    let new_secret = update.client_secret.is_some() && existing.is_some();
+    let client = slow_hash({
         let client_id = client_id.clone();
-        let existing = existing.clone();
         move || update.apply(&client_id, existing, hash_secret)
     })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Hashing the secret failed.",
-        )
-    })??;
+    .await??;
     let created = state.store.put_client(&client).await?;
+    if new_secret {
+        // A changed secret ends the sessions of the old one.
+        let revoked = state.store.revoke_client_tokens(&client_id).await?;
+        tracing::info!(client_id = %client_id, revoked, "secret changed: refresh tokens revoked");
+    }
     let verb = if created { "Created" } else { "Updated" };
     tracing::info!(client_id = %client_id, role = client.role.as_str(), by = ?caller.client_id(), "{} client permissions", verb.to_lowercase());
     Ok(text(
@@ -178,6 +184,26 @@ fn client_id_field(body: &Map<String, Value>) -> ApiResult<String> {
     }
 }
 
+/// Owning a queue grants it in the owner's `allowed_queues`, so naming an
+/// owner follows the rules of changing that client: oneself, or a client
+/// of a lower role (an admin: anyone).
+fn check_owner_change(caller: &Caller, owner_id: &str, owner_role: Role) -> ApiResult<()> {
+    let me = caller.require("Restricting queues")?;
+    if owner_id == me.client_id || me.may_change(owner_id, owner_role) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Client '{}' ({}) may not change the queues of client '{owner_id}' ({}).",
+                me.client_id,
+                me.role.as_str(),
+                owner_role.as_str()
+            ),
+        ))
+    }
+}
+
 /// `POST /v1/restricted-queues/{queue} {"client_id"}`: restricts the queue
 /// (if it is not yet) and makes the client an owner.
 pub async fn restrict_queue(
@@ -187,6 +213,10 @@ pub async fn restrict_queue(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let client_id = client_id_field(&body)?;
+    let Some(owner) = state.store.get_client(&client_id).await? else {
+        return Err(unknown_client(&client_id));
+    };
+    check_owner_change(&caller, &owner.client_id, owner.role)?;
     let served = state
         .store
         .list_agents()
@@ -214,6 +244,9 @@ pub async fn unrestrict_queue(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let client_id = client_id_field(&body)?;
+    if let Some(owner) = state.store.get_client(&client_id).await? {
+        check_owner_change(&caller, &owner.client_id, owner.role)?;
+    }
     match state.store.remove_queue_owner(&queue, &client_id).await? {
         OwnerRemoval::NotRestricted => Err(ApiError::not_found(format!(
             "Queue '{queue}' is not restricted."

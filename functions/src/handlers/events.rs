@@ -21,16 +21,26 @@ pub const WEBHOOK_ATTEMPTS: usize = 2;
 /// The most of a webhook's answer that is passed back.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-fn http_client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(WEBHOOK_TIMEOUT)
-            .connect_timeout(WEBHOOK_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    })
+/// One client per process (per cold start): no redirects, short timeouts.
+fn http_client() -> ApiResult<&'static reqwest::Client> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(WEBHOOK_TIMEOUT)
+                .connect_timeout(WEBHOOK_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot build the webhook HTTP client");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "This server cannot make HTTPS requests (its TLS setup failed); the error has been logged.",
+            )
+        })
 }
 
 /// Scheme, host and port, compared without regard to case; default ports
@@ -63,12 +73,12 @@ pub async fn relay_events(
             "Must be a list of events.",
         ));
     }
-    // The job's own webhook wins over what the body says.
-    let from_body = body.remove("job_status_webhook");
+    // Only the job's own webhook, as its submitter set it: the body's copy
+    // (which the agent sends) is not trusted to pick the address.
+    body.remove("job_status_webhook");
     let webhook = job
         .job_data
         .get("job_status_webhook")
-        .or(from_body.as_ref())
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| {
@@ -92,9 +102,10 @@ pub async fn relay_events(
         ));
     }
     let payload = Value::Object(body);
+    let client = http_client()?;
     let mut last_error = None;
     for attempt in 1..=WEBHOOK_ATTEMPTS {
-        let mut request = http_client().put(&webhook).json(&payload);
+        let mut request = client.put(&webhook).json(&payload);
         if let Some(token) = &state.auth.webhook_auth {
             request = request.bearer_auth(token);
         }
@@ -143,7 +154,9 @@ enum Relay {
 async fn pass_back(id: uuid::Uuid, answer: reqwest::Response) -> Response {
     let status = answer.status().as_u16();
     tracing::info!(job_id = %id, status, "job events relayed");
-    if answer.status().is_server_error() {
+    // The webhook's own 401/403 is not the agent's token failing: passed
+    // back as such, the agent would refresh and replay for nothing.
+    if answer.status().is_server_error() || status == 401 || status == 403 {
         return ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("The webhook answered {status}."),

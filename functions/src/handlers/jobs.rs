@@ -5,7 +5,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use testflinger_shared::auth::AuthMode;
+use testflinger_shared::auth::{AuthMode, Role};
 use testflinger_shared::clients::check_submission;
 use testflinger_shared::job::{validate_submission, Job, CLIENT_ID};
 use testflinger_shared::queues::SearchQuery;
@@ -32,6 +32,15 @@ pub async fn submit_job(
     check_submission(&job, caller.client.as_ref(), restriction.as_ref())?;
     let paths = job_secret_paths(&job.job_data);
     if !paths.is_empty() {
+        if state.auth.mode == AuthMode::Open {
+            // Anonymous callers may claim in the open mode: a secret would
+            // go to whoever asks.
+            return Err(ApiError::invalid_field(
+                "json",
+                "test_data.secrets",
+                "Secrets need agents that authenticate: this server runs in the open mode, where anyone may claim jobs.",
+            ));
+        }
         if state.auth.secrets_key.is_none() {
             return Err(ApiError::invalid_field(
                 "json",
@@ -64,8 +73,14 @@ pub async fn submit_job(
     Ok(Json(json!({ "job_id": job.job_id })))
 }
 
-/// `GET /v1/job?queue=a&queue=b`: the agent's claim.
-pub async fn claim_job(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
+/// `GET /v1/job?queue=a&queue=b`: the agent's claim. Only `GET`: a `HEAD`
+/// would claim a job and throw the answer away.
+pub async fn claim_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    parts: Parts,
+) -> ApiResult<Response> {
+    super::refuse_head(&parts.method)?;
     let mut queues: Vec<String> = Vec::new();
     for queue in query_values(parts.uri.query(), "queue") {
         if !queue.is_empty() && !queues.contains(&queue) {
@@ -98,7 +113,7 @@ pub async fn claim_job(State(state): State<AppState>, parts: Parts) -> ApiResult
         Some(job) => {
             tracing::info!(job_id = %job.job_id, queue = %job.job_queue, agent = ?request.agent_name, "job claimed");
             let mut view = job.claim_view();
-            resolve_secrets(&state, &job, &mut view, now).await?;
+            resolve_secrets(&state, &caller, &job, &mut view, now).await?;
             Ok(Json(Value::Object(view)).into_response())
         }
         None => Ok(no_content()),
@@ -110,6 +125,7 @@ pub async fn claim_job(State(state): State<AppState>, parts: Parts) -> ApiResult
 /// already read) or cannot be opened resolves to "".
 async fn resolve_secrets(
     state: &AppState,
+    caller: &Caller,
     job: &Job,
     view: &mut Map<String, Value>,
     now: Timestamp,
@@ -118,7 +134,13 @@ async fn resolve_secrets(
     let (Some(client_id), false) = (job.client_id(), paths.is_empty()) else {
         return Ok(());
     };
-    let stored = state.store.take_secrets(client_id, &paths, now).await?;
+    // Only to a caller with an agent token, never to an anonymous one.
+    let stored = if caller.role() == Some(Role::Agent) {
+        state.store.take_secrets(client_id, &paths, now).await?
+    } else {
+        tracing::warn!(job_id = %job.job_id, "secrets withheld: the claiming caller has no agent token");
+        Vec::new()
+    };
     let key = state.auth.secrets_key.as_ref();
     let value_of = |path: &str| -> String {
         stored
@@ -168,6 +190,13 @@ pub async fn act_on_job(
     }
     if let Some(job) = state.store.get_job(id).await? {
         if let Some(owner) = job.client_id() {
+            if caller.client.is_none() {
+                // 401, so that a client with credentials logs in and replays.
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    format!("Job {id} was submitted by a client: cancelling it needs that client's (or a manager's) token."),
+                ));
+            }
             if caller.client_id() != Some(owner) && !caller.is_manager() {
                 return Err(ApiError::new(
                     axum::http::StatusCode::FORBIDDEN,

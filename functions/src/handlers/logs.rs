@@ -74,12 +74,22 @@ pub async fn post_legacy_serial(
 }
 
 /// `GET /v1/result/{id}/output` (legacy): what is new since the last read.
-pub async fn get_legacy_output(state: State<AppState>, id: JobId) -> ApiResult<Response> {
+pub async fn get_legacy_output(
+    method: axum::http::Method,
+    state: State<AppState>,
+    id: JobId,
+) -> ApiResult<Response> {
+    super::refuse_head(&method)?;
     take_legacy(state, id, LegacyStream::Output).await
 }
 
 /// `GET /v1/result/{id}/serial_output` (legacy).
-pub async fn get_legacy_serial(state: State<AppState>, id: JobId) -> ApiResult<Response> {
+pub async fn get_legacy_serial(
+    method: axum::http::Method,
+    state: State<AppState>,
+    id: JobId,
+) -> ApiResult<Response> {
+    super::refuse_head(&method)?;
     take_legacy(state, id, LegacyStream::SerialOutput).await
 }
 

@@ -26,6 +26,19 @@ pub fn ok_text() -> Response {
         .into_response()
 }
 
+/// 405 for `HEAD` on reads with effects (the claim, the consuming legacy
+/// output reads): axum answers `HEAD` with the `GET` handler otherwise.
+pub fn refuse_head(method: &axum::http::Method) -> Result<(), crate::error::ApiError> {
+    if method == axum::http::Method::HEAD {
+        Err(crate::error::ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "HEAD is not answered here: this GET changes state; use GET.",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// `204 No Content`: "nothing here" on the reads clients poll.
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()

@@ -13,6 +13,7 @@ use testflinger_shared::auth::{
 use testflinger_shared::clients::RefreshToken;
 use testflinger_shared::Timestamp;
 
+use crate::auth::slow_hash;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonObject;
 use crate::AppState;
@@ -60,16 +61,16 @@ pub async fn issue_token(
         ));
     };
     let client = state.store.get_client(&client_id).await?;
-    let stored = client
-        .as_ref()
-        .map(|c| c.secret_hash.clone())
-        .unwrap_or_else(|| decoy_hash().to_owned());
-    // The slow hash runs off the async workers.
-    let matches = tokio::task::spawn_blocking(move || verify_secret(&secret, &stored))
-        .await
-        .unwrap_or(false);
+    let stored = client.as_ref().map(|c| c.secret_hash.clone());
+    // The decoy is made (once) inside the slow-hash pool too, never on an
+    // async worker.
+    let matches = slow_hash(move || {
+        verify_secret(&secret, stored.as_deref().unwrap_or_else(|| decoy_hash()))
+    })
+    .await?;
     let Some(client) = client.filter(|_| matches) else {
-        tracing::info!(client_id = %client_id, "token refused: invalid client id or secret");
+        // Debug formatting escapes whatever the caller put in the id.
+        tracing::info!(client_id = ?client_id, "token refused: invalid client id or secret");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "Invalid client id or client secret.",

@@ -50,6 +50,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new job in state `waiting`.
     async fn insert_job(&self, job: &NewJob) -> Result<()>;
 
+    /// Stores many new jobs at once, in order, for bulk loading: the same
+    /// result as [`Store::insert_job`] for each in turn (FIFO among equal
+    /// priorities follows the slice), in far fewer round trips.
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()>;
+
     async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>>;
 
     /// Atomically moves the best eligible job (SPEC.md §7) to `running` and
@@ -190,6 +195,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a refresh token; `false` when unknown or already revoked.
     async fn revoke_refresh_token(&self, token_hash: &str) -> Result<bool>;
+
+    /// Revokes every refresh token of a client (its secret changed);
+    /// returns how many were still live.
+    async fn revoke_client_tokens(&self, client_id: &str) -> Result<u64>;
 
     /// Every restricted queue with its owners, by queue name.
     async fn list_restricted_queues(&self) -> Result<Vec<RestrictedQueue>>;

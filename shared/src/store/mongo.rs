@@ -367,6 +367,25 @@ fn job_from_document(mut document: Document) -> Result<Job> {
     })
 }
 
+/// A new job's document, in state `waiting`; refused (413) when MongoDB
+/// could not store it.
+fn job_document(job: &NewJob) -> Result<Document> {
+    let mut job_data = to_document(&job.job_data, "job")?;
+    if let Some(status) = job.attachments_status {
+        job_data.insert(ATTACHMENTS_STATUS, status.as_str());
+    }
+    let document = doc! {
+        "job_id": job.job_id.to_string(),
+        "created_at": date(job.created_at),
+        "updated_at": date(job.created_at),
+        "job_priority": job.job_priority,
+        "job_data": job_data,
+        "result_data": {"job_state": job::WAITING},
+    };
+    check_size(&document)?;
+    Ok(document)
+}
+
 /// The claim as one `findOneAndUpdate`: exposed so that benchmarks can time
 /// the very same query through the driver alone.
 pub struct ClaimQuery {
@@ -503,15 +522,16 @@ fn client_from_document(document: Document) -> Result<ApiClient> {
             .get_str("client_id")
             .map_err(|_| corrupt("a client_id"))?
             .to_owned(),
+        // Upstream's OIDC clients have no secret (they cannot log in with
+        // one), and a client without a role is a contributor there.
         secret_hash: document
             .get_str("client_secret_hash")
-            .map_err(|_| corrupt("a client_secret_hash"))?
+            .unwrap_or_default()
             .to_owned(),
-        role: document
-            .get_str("role")
-            .ok()
-            .and_then(Role::parse)
-            .ok_or_else(|| corrupt("a known role"))?,
+        role: match document.get_str("role") {
+            Err(_) => Role::Contributor,
+            Ok(role) => Role::parse(role).ok_or_else(|| corrupt("a known role"))?,
+        },
         max_priority: limits("max_priority"),
         allowed_queues: document
             .get_array("allowed_queues")
@@ -604,23 +624,25 @@ fn distinct(paths: &[String]) -> Vec<String> {
 #[async_trait]
 impl Store for MongoStore {
     async fn insert_job(&self, job: &NewJob) -> Result<()> {
-        let mut job_data = to_document(&job.job_data, "job")?;
-        if let Some(status) = job.attachments_status {
-            job_data.insert(ATTACHMENTS_STATUS, status.as_str());
-        }
-        let document = doc! {
-            "job_id": job.job_id.to_string(),
-            "created_at": date(job.created_at),
-            "updated_at": date(job.created_at),
-            "job_priority": job.job_priority,
-            "job_data": job_data,
-            "result_data": {"job_state": job::WAITING},
-        };
-        check_size(&document)?;
         self.jobs()
-            .insert_one(document)
+            .insert_one(job_document(job)?)
             .await
             .map_err(|e| write_error("storing a job", e))?;
+        Ok(())
+    }
+
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let documents = jobs.iter().map(job_document).collect::<Result<Vec<_>>>()?;
+        // Ordered: stored in the slice's order, and the driver's `_id`s
+        // (which break ties in the claim's sort) increase along it.
+        self.jobs()
+            .insert_many(documents)
+            .ordered(true)
+            .await
+            .map_err(|e| write_error("storing jobs", e))?;
         Ok(())
     }
 
@@ -1256,6 +1278,19 @@ impl Store for MongoStore {
             .await
             .map_err(|e| Error::backend("revoking a refresh token", e))?;
         Ok(changed.matched_count == 1)
+    }
+
+    async fn revoke_client_tokens(&self, client_id: &str) -> Result<u64> {
+        let changed = self
+            .db
+            .collection::<Document>(REFRESH_TOKENS)
+            .update_many(
+                doc! {"client_id": client_id, "revoked": false},
+                doc! {"$set": {"revoked": true}},
+            )
+            .await
+            .map_err(|e| Error::backend("revoking a client's refresh tokens", e))?;
+        Ok(changed.modified_count)
     }
 
     async fn list_restricted_queues(&self) -> Result<Vec<RestrictedQueue>> {

@@ -301,6 +301,28 @@ fn save_agent(conn: &Connection, agent: &Agent) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
+/// and [`Store::insert_jobs`].
+fn insert_job_row(conn: &Connection, job: &NewJob) -> rusqlite::Result<()> {
+    let exclude = (!job.exclude_agents.is_empty())
+        .then(|| Value::from(job.exclude_agents.clone()).to_string());
+    conn.prepare_cached(
+        "INSERT INTO jobs (job_id, job_queue, job_priority, state, created_at, \
+         attachments_status, exclude_agents, job_data, updated_at) \
+         VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?4)",
+    )?
+    .execute(params![
+        job.job_id.to_string(),
+        job.job_queue,
+        job.job_priority,
+        job.created_at.millis(),
+        job.attachments_status.map(AttachmentsStatus::as_str),
+        exclude,
+        to_json(&job.job_data),
+    ])?;
+    Ok(())
+}
+
 fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<JobSummary> {
     let job = job_from_row(row)?;
     Ok(JobSummary::of(&job))
@@ -492,24 +514,22 @@ fn distinct(paths: &[String]) -> Vec<String> {
 impl Store for SqliteStore {
     async fn insert_job(&self, job: &NewJob) -> Result<()> {
         let job = job.clone();
-        self.write("storing a job", move |conn| {
-            let exclude = (!job.exclude_agents.is_empty())
-                .then(|| Value::from(job.exclude_agents.clone()).to_string());
-            conn.prepare_cached(
-                "INSERT INTO jobs (job_id, job_queue, job_priority, state, created_at, \
-                 attachments_status, exclude_agents, job_data, updated_at) \
-                 VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?4)",
-            )?
-            .execute(params![
-                job.job_id.to_string(),
-                job.job_queue,
-                job.job_priority,
-                job.created_at.millis(),
-                job.attachments_status.map(AttachmentsStatus::as_str),
-                exclude,
-                to_json(&job.job_data),
-            ])?;
-            Ok(())
+        self.write("storing a job", move |conn| insert_job_row(conn, &job))
+            .await
+    }
+
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let jobs = jobs.to_vec();
+        // One transaction: one commit (and one WAL sync) for the batch.
+        self.write("storing jobs", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for job in &jobs {
+                insert_job_row(&tx, job)?;
+            }
+            tx.commit()
         })
         .await
     }
@@ -1155,6 +1175,19 @@ impl Store for SqliteStore {
                 )?
                 .execute([token_hash])?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn revoke_client_tokens(&self, client_id: &str) -> Result<u64> {
+        let client_id = client_id.to_owned();
+        self.write("revoking a client's refresh tokens", move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET revoked = 1 WHERE client_id = ?1 AND revoked = 0",
+                )?
+                .execute([client_id])?;
+            Ok(changed as u64)
         })
         .await
     }
