@@ -5,6 +5,7 @@
 //! testflinger-local [serve] [--bind ADDR:PORT]
 //! testflinger-local setup
 //! testflinger-local create-client CLIENT_ID --secret SECRET --role ROLE [...]
+//! testflinger-local preload --jobs N [--queues Q] [--prefix NAME]
 //! ```
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ Usage: testflinger-local [serve] [--bind ADDR:PORT]
        testflinger-local create-client CLIENT_ID --secret SECRET --role ROLE
                  [--max-priority QUEUE=N]... [--allowed-queue QUEUE]...
                  [--max-reservation QUEUE=SECONDS]...
+       testflinger-local preload --jobs N [--queues Q] [--prefix NAME]
 
 serve (the default) serves the Testflinger API on one port (default
 127.0.0.1:8000). setup prepares the configured backends once per deployment
@@ -32,7 +34,10 @@ configured store, with its secret hashed, so that a fresh deployment gets
 its first admin without the API; an existing client gets the fields given.
 `--secret -` reads the secret from the first line of standard input, which
 keeps it out of the process list and the shell history. QUEUE may be \"*\"
-(any queue).
+(any queue). preload writes N waiting jobs straight to the configured store,
+round-robin over Q queues named NAME0, NAME1, ... (default 100 queues named
+loadgen-q0 to loadgen-q99, those of testflinger-loadgen), in batches of
+10,000: a fast way to give benchmarks a deep backlog.
 
 Configuration comes from the environment and from the file named by
 TESTFLINGER_CONFIG (default ./testflinger.conf, if present); see README.md.
@@ -46,7 +51,62 @@ enum Command {
     Serve { bind: SocketAddr },
     Setup,
     CreateClient(NewClient),
+    Preload(Preload),
     Help,
+}
+
+/// The `preload` arguments.
+#[derive(Debug, PartialEq, Eq)]
+struct Preload {
+    jobs: u64,
+    queues: usize,
+    prefix: String,
+}
+
+/// Jobs written per `insert_jobs` call by `preload`.
+const PRELOAD_BATCH: usize = 10_000;
+
+fn parse_preload(args: &[String]) -> Result<Preload, String> {
+    let mut jobs = None;
+    let mut preload = Preload {
+        jobs: 0,
+        queues: 100,
+        prefix: "loadgen-q".into(),
+    };
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = |name: &str| {
+            rest.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--jobs" => {
+                let text = value("--jobs")?;
+                jobs = Some(
+                    text.parse::<u64>()
+                        .map_err(|_| format!("--jobs {text:?} is not a whole number"))?,
+                );
+            }
+            "--queues" => {
+                let text = value("--queues")?;
+                preload.queues = text
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--queues {text:?} is not a whole number above 0"))?;
+            }
+            "--prefix" => {
+                preload.prefix = value("--prefix")?;
+                if preload.prefix.trim().is_empty() {
+                    return Err("--prefix must not be empty".into());
+                }
+            }
+            other => return Err(format!("preload: unknown argument {other:?}")),
+        }
+    }
+    preload.jobs = jobs.ok_or("preload needs --jobs N")?;
+    Ok(preload)
 }
 
 /// The `create-client` arguments, as a client-permissions body.
@@ -129,6 +189,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             "create-client" if arg == &args[0] => {
                 return parse_create_client(&args[1..]).map(Command::CreateClient)
             }
+            "preload" if arg == &args[0] => return parse_preload(&args[1..]).map(Command::Preload),
             "-h" | "--help" | "help" => return Ok(Command::Help),
             "--bind" => {
                 bind = rest
@@ -166,6 +227,7 @@ fn main() -> ExitCode {
         Command::Serve { bind } => run(serve(bind)),
         Command::Setup => run(setup()),
         Command::CreateClient(client) => run(create_client(client)),
+        Command::Preload(preload) => run(preload_jobs(preload)),
     }
 }
 
@@ -228,6 +290,7 @@ async fn create_client(new: NewClient) -> Result<(), String> {
     if existing.is_none() && update.role.is_none() {
         return Err("a new client needs --role (admin, manager, contributor or agent)".into());
     }
+    let new_secret = existing.is_some() && update.client_secret.is_some();
     let client = update
         .apply(
             &new.client_id,
@@ -239,12 +302,98 @@ async fn create_client(new: NewClient) -> Result<(), String> {
         .put_client(&client)
         .await
         .map_err(|e| format!("cannot write client {:?}: {e}", new.client_id))?;
+    if new_secret {
+        // As through the API: a changed secret ends the old one's sessions.
+        let revoked = store
+            .revoke_client_tokens(&new.client_id)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot revoke the refresh tokens of {:?}: {e}",
+                    new.client_id
+                )
+            })?;
+        if revoked > 0 {
+            println!("revoked {revoked} refresh token(s) issued under the old secret");
+        }
+    }
     println!(
         "{} client {} with the role {} in the {}",
         if created { "created" } else { "updated" },
         client.client_id,
         client.role.as_str(),
         Backends::describe(&config)
+    );
+    Ok(())
+}
+
+/// A small, realistic job for queue `queue`, validated like a submission.
+fn preload_job(
+    queue: &str,
+    n: u64,
+    now: Timestamp,
+) -> Result<testflinger_shared::job::NewJob, String> {
+    use serde_json::json;
+    let body = json!({
+        "job_queue": queue,
+        "name": format!("preloaded job {n}"),
+        "tags": ["preload", "loadgen"],
+        "provision_data": {"url": "http://images.example.invalid/noble/server-arm64.img.xz"},
+        "test_data": {"test_cmds": "ssh $DEVICE_IP uname -a\nssh $DEVICE_IP lsb_release -a"},
+    });
+    testflinger_shared::job::validate_submission(body, now)
+        .map_err(|e| format!("the preloaded job is not valid: {e}"))
+}
+
+async fn preload_jobs(preload: Preload) -> Result<(), String> {
+    use std::time::Instant;
+    let config = Config::load().map_err(|e| format!("configuration error: {e}"))?;
+    let backends = Backends::open(&config)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let store = backends.store;
+    eprintln!(
+        "preloading {} jobs over {} queues ({}0 to {}{}) in the {}",
+        preload.jobs,
+        preload.queues,
+        preload.prefix,
+        preload.prefix,
+        preload.queues - 1,
+        Backends::describe(&config)
+    );
+    let queues: Vec<String> = (0..preload.queues)
+        .map(|i| format!("{}{i}", preload.prefix))
+        .collect();
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut batch = Vec::with_capacity(PRELOAD_BATCH);
+    while written < preload.jobs {
+        let size = (preload.jobs - written).min(PRELOAD_BATCH as u64);
+        let now = Timestamp::now();
+        batch.clear();
+        for n in written..written + size {
+            batch.push(preload_job(
+                &queues[(n % queues.len() as u64) as usize],
+                n,
+                now,
+            )?);
+        }
+        let batch_started = Instant::now();
+        store
+            .insert_jobs(&batch)
+            .await
+            .map_err(|e| format!("cannot store jobs (after {written} written): {e}"))?;
+        written += size;
+        eprintln!(
+            "{written} jobs written ({:.0} jobs/s in this batch, {:.0} jobs/s overall)",
+            size as f64 / batch_started.elapsed().as_secs_f64(),
+            written as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "preloaded {written} jobs in {elapsed:.1} s = {:.0} jobs/s",
+        written as f64 / elapsed.max(1e-9)
     );
     Ok(())
 }
@@ -370,6 +519,43 @@ mod tests {
         assert!(parse_args(&args(&["create-client"])).is_err());
         assert!(parse_args(&args(&["create-client", "x", "--max-priority", "q"])).is_err());
         assert!(parse_args(&args(&["create-client", "x", "--colour", "red"])).is_err());
+    }
+
+    #[test]
+    fn preload_takes_a_job_count_and_optional_queues() {
+        let Ok(Command::Preload(preload)) = parse_args(&args(&["preload", "--jobs", "1000000"]))
+        else {
+            panic!("expected preload")
+        };
+        assert_eq!(
+            preload,
+            Preload {
+                jobs: 1_000_000,
+                queues: 100,
+                prefix: "loadgen-q".into()
+            }
+        );
+        let Ok(Command::Preload(preload)) = parse_args(&args(&[
+            "preload", "--queues", "3", "--prefix", "rpi-", "--jobs", "7",
+        ])) else {
+            panic!("expected preload")
+        };
+        assert_eq!((preload.jobs, preload.queues), (7, 3));
+        assert_eq!(preload.prefix, "rpi-");
+        assert!(parse_args(&args(&["preload"])).is_err());
+        assert!(parse_args(&args(&["preload", "--jobs", "-1"])).is_err());
+        assert!(parse_args(&args(&["preload", "--jobs", "5", "--queues", "0"])).is_err());
+        assert!(parse_args(&args(&["preload", "--jobs", "5", "--colour", "red"])).is_err());
+        assert!(parse_args(&args(&["--bind", "127.0.0.1:1", "preload", "--jobs", "5"])).is_err());
+    }
+
+    #[test]
+    fn preloaded_jobs_are_valid_submissions() {
+        let job = preload_job("loadgen-q7", 42, Timestamp::from_millis(1)).unwrap();
+        assert_eq!(job.job_queue, "loadgen-q7");
+        assert_eq!(job.job_data["name"], "preloaded job 42");
+        assert!(job.job_data["test_data"]["test_cmds"].is_string());
+        assert_eq!(job.attachments_status, None);
     }
 
     #[test]

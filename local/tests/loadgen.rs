@@ -104,6 +104,63 @@ fn it_stops_by_itself_at_the_duration() {
 }
 
 #[test]
+fn without_submitters_it_drains_a_preloaded_backlog_and_stops_when_it_runs_out() {
+    let server = Server::start();
+    // The harness binary's bulk path writes the backlog beside the running
+    // server (the embedded store takes writers from several processes).
+    let preload = Command::new(common::BINARY)
+        .args(["preload", "--jobs", "30", "--queues", "3"])
+        .current_dir(server.data_dir().parent().unwrap())
+        .env("TESTFLINGER_DATA_DIR", server.data_dir())
+        .env_remove("TESTFLINGER_CONFIG")
+        .env_remove("MONGODB_URI")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&preload.stdout);
+    assert!(
+        preload.status.success() && text.contains("preloaded 30 jobs"),
+        "{text}{}",
+        String::from_utf8_lossy(&preload.stderr)
+    );
+    // Asked for more jobs than wait: it stops when the queues are empty.
+    let mut child = Command::new(LOADGEN)
+        .args([
+            "--target",
+            &server.base,
+            "--agents",
+            "3",
+            "--submitters",
+            "0",
+            "--queues",
+            "3",
+            "--jobs",
+            "1000",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 60 {
+            let _ = child.kill();
+            panic!("the load generator did not stop when the backlog ran out");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["completed"].as_u64(), Some(30), "{report}");
+    assert_eq!(report["claims"].as_u64(), Some(30), "{report}");
+    assert_eq!(report["total"]["errors"].as_u64(), Some(0), "{report}");
+    assert!(
+        report["endpoints"].get("POST /v1/job").is_none(),
+        "{report}"
+    );
+}
+
+#[test]
 fn it_refuses_a_target_outside_loopback() {
     // Refused before any request: the address is never contacted.
     let output = Command::new(LOADGEN)

@@ -7,6 +7,9 @@
 //! posts, a provision log, a small artifact, `complete`). Submitters post
 //! jobs. It stops by itself at `--duration` or after `--jobs` jobs, and
 //! refuses targets outside the loopback range unless `--allow-remote`.
+//! With `--jobs` and `--submitters 0` it drains jobs already waiting (for
+//! instance from `testflinger-local preload`): an agent whose claim finds
+//! nothing stops, since nothing more will come.
 //!
 //! ```text
 //! testflinger-loadgen [--target URL] [--agents N] [--submitters M] [--queues Q]
@@ -35,7 +38,9 @@ Drives a Testflinger server with simulated agents (the upstream agent's idle
 cycle, and whole jobs when they claim one) and job submitters, then prints
 per-endpoint throughput and latency. Defaults: target http://127.0.0.1:8000,
 10 agents, 1 submitter, 4 queues, 10 seconds, back-to-back polling, jobs as
-fast as possible. Only loopback targets unless --allow-remote.
+fast as possible. Only loopback targets unless --allow-remote. With --jobs
+and --submitters 0 the agents drain the jobs already waiting: each stops when
+its claim finds nothing, so the run also ends when the backlog runs out.
 ";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +203,9 @@ struct Shared {
     token: Option<String>,
     deadline: Option<Instant>,
     job_goal: Option<u64>,
+    /// Draining a backlog (`--jobs` without submitters): an agent whose
+    /// claim finds nothing stops.
+    drain: bool,
     submitted: AtomicU64,
     claims: AtomicU64,
     completed: AtomicU64,
@@ -343,6 +351,8 @@ async fn agent(
             Some((StatusCode::OK, body)) => serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|job| job["job_id"].as_str().map(str::to_owned)),
+            // Nothing left on this agent's queues, and nobody submits more.
+            Some((StatusCode::NO_CONTENT, _)) if shared.drain => break,
             _ => None,
         };
         match job_id {
@@ -632,6 +642,7 @@ async fn main() -> ExitCode {
         token,
         deadline: options.duration.map(|d| started + d),
         job_goal: options.jobs,
+        drain: options.jobs.is_some() && options.submitters == 0,
         submitted: AtomicU64::new(0),
         claims: AtomicU64::new(0),
         completed: AtomicU64::new(0),
@@ -657,6 +668,9 @@ async fn main() -> ExitCode {
             queues.len(),
             match (options.duration, options.jobs) {
                 (Some(d), _) => format!("for {:.0} s", d.as_secs_f64()),
+                (None, Some(n)) if options.submitters == 0 => {
+                    format!("until {n} waiting jobs complete or none is left")
+                }
                 (None, Some(n)) => format!("until {n} jobs complete"),
                 _ => String::new(),
             }
