@@ -65,6 +65,8 @@ struct Preload {
 
 /// Jobs written per `insert_jobs` call by `preload`.
 const PRELOAD_BATCH: usize = 10_000;
+/// How often `preload` reports its progress.
+const PRELOAD_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn parse_preload(args: &[String]) -> Result<Preload, String> {
     let mut jobs = None;
@@ -365,6 +367,7 @@ async fn preload_jobs(preload: Preload) -> Result<(), String> {
         .map(|i| format!("{}{i}", preload.prefix))
         .collect();
     let started = Instant::now();
+    let mut last_report = started;
     let mut written = 0u64;
     let mut batch = Vec::with_capacity(PRELOAD_BATCH);
     while written < preload.jobs {
@@ -378,17 +381,20 @@ async fn preload_jobs(preload: Preload) -> Result<(), String> {
                 now,
             )?);
         }
-        let batch_started = Instant::now();
         store
             .insert_jobs(&batch)
             .await
             .map_err(|e| format!("cannot store jobs (after {written} written): {e}"))?;
         written += size;
-        eprintln!(
-            "{written} jobs written ({:.0} jobs/s in this batch, {:.0} jobs/s overall)",
-            size as f64 / batch_started.elapsed().as_secs_f64(),
-            written as f64 / started.elapsed().as_secs_f64()
-        );
+        // Progress every few seconds, not every batch.
+        if last_report.elapsed() >= PRELOAD_PROGRESS_EVERY && written < preload.jobs {
+            last_report = Instant::now();
+            eprintln!(
+                "{written} of {} jobs written ({:.0} jobs/s so far)",
+                preload.jobs,
+                written as f64 / started.elapsed().as_secs_f64()
+            );
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
