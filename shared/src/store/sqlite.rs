@@ -28,8 +28,9 @@ pub const DATABASE_FILE: &str = "testflinger.sqlite3";
 /// How often an unchanged advertised queue's `updated_at` is refreshed.
 const QUEUE_REFRESH_MILLIS: i64 = 3_600_000;
 
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Idle read connections kept open: enough for the async workers and the
+/// blocking readers of a busy server, so that reads seldom open one.
+const MAX_IDLE_READERS: usize = 32;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the count applied.
 const MIGRATIONS: &[&str] = &[
@@ -202,32 +203,53 @@ impl SqliteStore {
         .map_err(|e| Error::backend(context, e))?
     }
 
-    /// Runs `f` on a pooled read connection, off the async threads.
+    /// Runs `f` on a pooled read connection, off the async threads: for
+    /// reads whose cost grows with the data (lists, searches, logs).
     async fn read<T, F>(&self, context: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&inner.path)?,
-            };
-            let out = f(&conn).map_err(|e| Error::backend(context, e));
-            let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if readers.len() < MAX_IDLE_READERS {
-                readers.push(conn);
-            }
-            out
-        })
-        .await
-        .map_err(|e| Error::backend(context, e))?
+        tokio::task::spawn_blocking(move || inner.with_reader(context, f))
+            .await
+            .map_err(|e| Error::backend(context, e))?
+    }
+
+    /// Runs `f` on a pooled read connection on the calling thread: for the
+    /// index lookups of a single row or of a small table that the agents'
+    /// polling repeats all day (an agent, a job, the claim probe). Such a
+    /// read takes microseconds, and under WAL never waits for the writer,
+    /// so handing it to a blocking thread and back (two thread wake-ups)
+    /// would cost more than the read itself.
+    fn read_now<T>(
+        &self,
+        context: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.inner.with_reader(context, f)
+    }
+}
+
+impl Inner {
+    /// Lends a read connection (opening one when all are busy) and keeps
+    /// it for the next read, up to [`MAX_IDLE_READERS`].
+    fn with_reader<T>(
+        &self,
+        context: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.path)?,
+        };
+        let out = f(&conn).map_err(|e| Error::backend(context, e));
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        out
     }
 }
 
@@ -535,12 +557,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>> {
-        self.read("reading a job", move |conn| {
+        self.read_now("reading a job", move |conn| {
             conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"))?
                 .query_row([job_id.to_string()], job_from_row)
                 .optional()
         })
-        .await
     }
 
     async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>> {
@@ -550,15 +571,12 @@ impl Store for SqliteStore {
         // Most claims find nothing (idle agents poll every few seconds): a
         // read, in parallel with everything else under WAL, says so without
         // taking the single writer.
-        let probe = request.clone();
-        let any = self
-            .read("looking for a job to claim", move |conn| {
-                conn.prepare_cached(&probe_sql(probe.queues.len()))?
-                    .query_row(params_from_iter(claim_values(&probe, now)), |r| {
-                        r.get::<_, bool>(0)
-                    })
-            })
-            .await?;
+        let any = self.read_now("looking for a job to claim", |conn| {
+            conn.prepare_cached(&probe_sql(request.queues.len()))?
+                .query_row(params_from_iter(claim_values(request, now)), |r| {
+                    r.get::<_, bool>(0)
+                })
+        })?;
         if !any {
             return Ok(None);
         }
@@ -646,26 +664,23 @@ impl Store for SqliteStore {
         // Agents re-post the same queues every cycle. Only a new or changed
         // description, or an `updated_at` older than the refresh period
         // (retention needs no finer), takes the single writer.
-        let wanted = queues.clone();
         let fresh_since = now.millis() - QUEUE_REFRESH_MILLIS;
-        let changed: BTreeMap<String, String> = self
-            .read("reading queues", move |conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT description, updated_at FROM queues WHERE name = ?1")?;
-                let mut changed = BTreeMap::new();
-                for (name, description) in wanted {
-                    let current: Option<(Option<String>, i64)> = stmt
-                        .query_row([&name], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    let unchanged = matches!(&current,
-                        Some((Some(stored), at)) if *stored == description && *at >= fresh_since);
-                    if !unchanged {
-                        changed.insert(name, description);
-                    }
+        let changed: BTreeMap<String, String> = self.read_now("reading queues", |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT description, updated_at FROM queues WHERE name = ?1")?;
+            let mut changed = BTreeMap::new();
+            for (name, description) in queues {
+                let current: Option<(Option<String>, i64)> = stmt
+                    .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let unchanged = matches!(&current,
+                        Some((Some(stored), at)) if stored == description && *at >= fresh_since);
+                if !unchanged {
+                    changed.insert(name.clone(), description.clone());
                 }
-                Ok(changed)
-            })
-            .await?;
+            }
+            Ok(changed)
+        })?;
         if changed.is_empty() {
             return Ok(());
         }
@@ -722,7 +737,7 @@ impl Store for SqliteStore {
 
     async fn get_images(&self, queue: &str) -> Result<BTreeMap<String, String>> {
         let queue = queue.to_owned();
-        self.read("reading images", move |conn| {
+        self.read_now("reading images", move |conn| {
             let images: Option<Option<String>> = conn
                 .prepare_cached("SELECT images FROM queues WHERE name = ?1")?
                 .query_row([queue], |r| r.get(0))
@@ -732,7 +747,6 @@ impl Store for SqliteStore {
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .unwrap_or_default())
         })
-        .await
     }
 
     async fn append_log(
@@ -858,8 +872,7 @@ impl Store for SqliteStore {
 
     async fn get_agent(&self, name: &str) -> Result<Option<Agent>> {
         let name = name.to_owned();
-        self.read("reading an agent", move |conn| load_agent(conn, &name))
-            .await
+        self.read_now("reading an agent", move |conn| load_agent(conn, &name))
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>> {
@@ -1081,10 +1094,9 @@ impl Store for SqliteStore {
 
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>> {
         let client_id = client_id.to_owned();
-        self.read("reading a client", move |conn| {
+        self.read_now("reading a client", move |conn| {
             load_client(conn, &client_id)
         })
-        .await
     }
 
     async fn list_clients(&self) -> Result<Vec<Client>> {
@@ -1193,7 +1205,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_restricted_queues(&self) -> Result<Vec<RestrictedQueue>> {
-        self.read("reading restricted queues", |conn| {
+        self.read_now("reading restricted queues", |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT r.queue_name, o.client_id FROM restricted_queues r \
                  LEFT JOIN restricted_queue_owners o ON o.queue_name = r.queue_name \
@@ -1217,15 +1229,13 @@ impl Store for SqliteStore {
             }
             Ok(out)
         })
-        .await
     }
 
     async fn get_restricted_queue(&self, queue: &str) -> Result<Option<RestrictedQueue>> {
         let queue = queue.to_owned();
-        self.read("reading a restricted queue", move |conn| {
+        self.read_now("reading a restricted queue", move |conn| {
             load_restriction(conn, &queue)
         })
-        .await
     }
 
     async fn add_queue_owner(&self, queue: &str, client_id: &str) -> Result<bool> {
