@@ -683,12 +683,18 @@ async fn main() -> ExitCode {
             queues[i % queues.len()].clone(),
             queues[(i + 1) % queues.len()].clone(),
         ];
-        tasks.push(tokio::spawn(agent(
-            shared.clone(),
-            i,
-            mine,
-            options.poll_interval,
-        )));
+        // Real agents start at unrelated times: spread the first polls
+        // over one interval, so that a paced run is not 400 agents polling
+        // in the same instant every interval.
+        let offset = options
+            .poll_interval
+            .mul_f64(i as f64 / options.agents as f64);
+        let shared = shared.clone();
+        let interval = options.poll_interval;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
+            agent(shared, i, mine, interval).await
+        }));
     }
     let interval = options
         .submit_rate
