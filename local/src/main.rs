@@ -68,6 +68,16 @@ const PRELOAD_BATCH: usize = 10_000;
 /// How often `preload` reports its progress.
 const PRELOAD_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The value after an option, or an error naming the option.
+fn option_value<'a>(
+    rest: &mut impl Iterator<Item = &'a String>,
+    name: &str,
+) -> Result<String, String> {
+    rest.next()
+        .cloned()
+        .ok_or_else(|| format!("{name} needs a value"))
+}
+
 fn parse_preload(args: &[String]) -> Result<Preload, String> {
     let mut jobs = None;
     let mut preload = Preload {
@@ -77,11 +87,7 @@ fn parse_preload(args: &[String]) -> Result<Preload, String> {
     };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let mut value = |name: &str| {
-            rest.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| option_value(&mut rest, name);
         match arg.as_str() {
             "--jobs" => {
                 let text = value("--jobs")?;
@@ -144,11 +150,7 @@ fn parse_create_client(args: &[String]) -> Result<NewClient, String> {
         Ok(())
     };
     while let Some(arg) = rest.next() {
-        let mut value = |name: &str| {
-            rest.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| option_value(&mut rest, name);
         match arg.as_str() {
             "--secret" => {
                 let mut secret = value("--secret")?;
