@@ -1,22 +1,38 @@
 //! The one place where errors become HTTP answers: always a JSON body
 //! `{"message", "detail"}` (SPEC.md §2).
+//!
+//! Every failure is a [`testflinger_shared::Error`] and one `match` gives
+//! its status. Only what exists below the domain (a method the route does
+//! not answer, a body that is not the media type a route reads) has its
+//! own constructor here. The error is logged here, once, inside the
+//! request's span: server-side failures at `error` with their cause, the
+//! client's mistakes at `debug`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
+use testflinger_shared::error::Location;
 use testflinger_shared::validation::FieldErrors;
 use testflinger_shared::Error;
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    pub detail: Value,
+    status: StatusCode,
+    message: String,
+    detail: Value,
+}
+
+fn field_detail(location: Location, fields: &FieldErrors) -> Value {
+    let fields: Map<String, Value> = fields
+        .iter()
+        .map(|(field, problems)| (field.to_owned(), json!(problems)))
+        .collect();
+    json!({ location.as_str(): fields })
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
@@ -24,58 +40,81 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+    /// 405: the route exists but does not answer this method (or a `HEAD`
+    /// on a read that changes state).
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
+    /// 415: the body is not of a media type this route reads.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
     }
 
-    /// 422 for bad fields of a JSON body (`location` "json") or of the query
-    /// string (`location` "query").
-    pub fn validation(location: &str, fields: &FieldErrors) -> Self {
-        let fields: Map<String, Value> = fields
-            .iter()
-            .map(|(field, problems)| (field.to_owned(), json!(problems)))
-            .collect();
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: "Validation error".into(),
-            detail: json!({ location: fields }),
-        }
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
-    pub fn invalid_field(location: &str, field: &str, problem: &str) -> Self {
-        let mut fields = FieldErrors::new();
-        fields.add(field, problem);
-        Self::validation(location, &fields)
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::BadRequest(_) | Error::Malformed { .. } => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Gone(_) => StatusCode::GONE,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Upstream {
+                timed_out: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Error::Backend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
         match error {
-            Error::Validation { message, fields } => {
-                let mut api = ApiError::validation("json", &fields);
-                api.message = message;
-                api
+            Error::Validation {
+                location,
+                message,
+                fields,
             }
-            Error::BadRequest(message) => ApiError::bad_request(message),
-            Error::NotFound(message) => ApiError::not_found(message),
-            Error::Unauthorized(message) => ApiError::new(StatusCode::UNAUTHORIZED, message),
-            Error::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
-            error @ Error::TooLarge { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("The request is too large: {error}."),
-            ),
+            | Error::Malformed {
+                location,
+                message,
+                fields,
+            } => {
+                tracing::debug!(status = status.as_u16(), %message, "request refused");
+                ApiError {
+                    status,
+                    message,
+                    detail: field_detail(location, &fields),
+                }
+            }
+            error @ Error::TooLarge { .. } => {
+                tracing::debug!(status = status.as_u16(), %error, "request refused");
+                ApiError::new(status, format!("The request is too large: {error}."))
+            }
             error @ Error::Backend { .. } => {
                 // The cause is for the operator's log, not for the client.
                 tracing::error!(error = %error, "storage backend failure");
                 ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    status,
                     "The server's storage backend failed; the error has been logged.",
                 )
+            }
+            error => {
+                if status.is_server_error() {
+                    tracing::warn!(status = status.as_u16(), %error, "request failed");
+                } else {
+                    tracing::debug!(status = status.as_u16(), %error, "request refused");
+                }
+                ApiError::new(status, error.to_string())
             }
         }
     }
@@ -84,8 +123,67 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "message": self.message, "detail": self.detail });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        response
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_one_status() {
+        let cases: Vec<(Error, u16)> = vec![
+            (Error::invalid_field("x", "bad"), 422),
+            (Error::BadRequest("b".into()), 400),
+            (Error::Unauthorized("u".into()), 401),
+            (Error::Forbidden("f".into()), 403),
+            (Error::NotFound("n".into()), 404),
+            (Error::Gone("g".into()), 410),
+            (Error::Conflict("c".into()), 409),
+            (
+                Error::TooLarge {
+                    what: "w",
+                    limit: 1,
+                },
+                413,
+            ),
+            (Error::Busy("b".into()), 503),
+            (
+                Error::Upstream {
+                    message: "m".into(),
+                    timed_out: false,
+                },
+                502,
+            ),
+            (
+                Error::Upstream {
+                    message: "m".into(),
+                    timed_out: true,
+                },
+                504,
+            ),
+            (Error::backend("ctx", "cause"), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(ApiError::from(error).status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn field_errors_name_their_location_and_backend_causes_stay_private() {
+        let api = ApiError::from(Error::invalid(Location::Query, "queue", "Give one."));
+        assert_eq!(api.detail, json!({"query": {"queue": ["Give one."]}}));
+        let api = ApiError::from(Error::backend("reading", "secret cause"));
+        assert!(!api.message().contains("secret cause"));
+    }
+}

@@ -2,10 +2,12 @@
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::http::{header, request::Parts};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+use testflinger_shared::Error;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -20,33 +22,26 @@ impl FromRequest<AppState> for JsonObject {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         check_json_content_type(req.headers())?;
-        let bytes = read_limited(req.into_body(), state.limits.json_body).await?;
+        let bytes = read_limited(req.into_body(), state.app.settings().limits.json_body).await?;
         let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}.")))?;
+            .map_err(|e| Error::BadRequest(format!("The body is not valid JSON: {e}.")))?;
         match value {
             Value::Object(map) => Ok(JsonObject(map)),
-            _ => Err(ApiError::invalid_field(
-                "json",
-                "_schema",
-                "The body must be a JSON object.",
-            )),
+            _ => Err(Error::invalid_field("_schema", "The body must be a JSON object.").into()),
         }
     }
 }
 
 /// Reads a whole body, refusing more than `limit` bytes while reading.
-pub async fn read_limited(body: Body, limit: u64) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("The request body is larger than the limit of {limit} bytes."),
-        )
-    };
+pub async fn read_limited(body: Body, limit: u64) -> Result<bytes::Bytes, Error> {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, limit_usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!(
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Error::TooLarge {
+            what: "the request body",
+            limit,
+        }),
+        Err(e) => Err(Error::BadRequest(format!(
             "The request body could not be read: {e}."
         ))),
     }
@@ -75,10 +70,9 @@ fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
     if accepted {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Expected a JSON body (Content-Type: application/json), not {mime}."),
-        ))
+        Err(ApiError::unsupported_media_type(format!(
+            "Expected a JSON body (Content-Type: application/json), not {mime}."
+        )))
     }
 }
 
@@ -91,14 +85,14 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::bad_request("Invalid job id."))?;
+            .map_err(|_| Error::BadRequest("Invalid job id.".into()))?;
         let raw = params
             .iter()
             .find(|(name, _)| name == "id")
             .map(|(_, value)| value.as_str())
             .unwrap_or("");
         Uuid::parse_str(raw).map(JobId).map_err(|_| {
-            ApiError::bad_request(format!("Invalid job id {raw:?}: a job id is a UUID."))
+            Error::BadRequest(format!("Invalid job id {raw:?}: a job id is a UUID.")).into()
         })
     }
 }
@@ -113,21 +107,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Segment {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::bad_request(format!("Invalid path: {}.", e.body_text())))?;
+            .map_err(|e| Error::BadRequest(format!("Invalid path: {}.", e.body_text())))?;
         params
             .into_iter()
             .find(|(name, _)| name != "id")
             .map(|(_, value)| Segment(value))
-            .ok_or_else(|| ApiError::bad_request("The path is missing a segment."))
+            .ok_or_else(|| Error::BadRequest("The path is missing a segment.".into()).into())
     }
-}
-
-/// Every value of a repeatable query parameter, in order.
-pub fn query_values(parts_query: Option<&str>, key: &str) -> Vec<String> {
-    form_urlencoded::parse(parts_query.unwrap_or("").as_bytes())
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-        .collect()
 }
 
 /// The value of one cookie.
@@ -147,15 +133,6 @@ pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
 mod tests {
     use super::*;
     use axum::http::HeaderMap;
-
-    #[test]
-    fn repeated_query_parameters_are_all_kept() {
-        assert_eq!(
-            query_values(Some("queue=a&x=1&queue=b%20c"), "queue"),
-            vec!["a", "b c"]
-        );
-        assert!(query_values(None, "queue").is_empty());
-    }
 
     #[test]
     fn cookies_are_found_among_others() {

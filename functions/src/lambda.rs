@@ -1,5 +1,6 @@
 //! The Lambda side: what every function binary runs.
 
+use testflinger_shared::app::Settings;
 use testflinger_shared::backends::Backends;
 use testflinger_shared::config::Config;
 
@@ -11,8 +12,9 @@ pub async fn serve(endpoint: &str) -> Result<(), lambda_http::Error> {
     let config = Config::load()?;
     telemetry::init(config.log_format);
     let backends = Backends::open(&config).await?;
-    let mut state = AppState::new(&config, backends);
-    state.direct_transfers = true;
+    let mut settings = Settings::new(&config);
+    settings.direct_transfers = true;
+    let state = AppState::with_settings(settings, backends);
     let app = endpoint_app(endpoint, state)
         .ok_or_else(|| format!("no endpoint is named {endpoint:?}"))?;
     lambda_http::run(app).await

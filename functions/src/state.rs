@@ -1,34 +1,28 @@
-//! What every handler can reach.
+//! What every handler can reach: the use cases.
 
 use std::sync::Arc;
 
+use testflinger_shared::app::{App, Settings};
 use testflinger_shared::backends::Backends;
-use testflinger_shared::blob::BlobStore;
-use testflinger_shared::config::{Config, Limits};
-use testflinger_shared::store::Store;
+use testflinger_shared::config::Config;
 
-use crate::auth::AuthState;
+use crate::webhook::HttpWebhooks;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub limits: Limits,
-    /// Send large blobs straight between clients and the object store
-    /// (presigned URLs) instead of through this process: on under Lambda,
-    /// whose payloads are capped at 6 MB; off in the harness, which streams.
-    pub direct_transfers: bool,
-    pub auth: Arc<AuthState>,
+    pub app: Arc<App>,
 }
 
 impl AppState {
+    /// The use cases as the configuration sets them up (streamed blobs).
     pub fn new(config: &Config, backends: Backends) -> Self {
-        AppState {
-            store: backends.store,
-            blobs: backends.blobs,
-            limits: config.limits,
-            direct_transfers: false,
-            auth: Arc::new(AuthState::new(&config.auth)),
-        }
+        Self::with_settings(Settings::new(config), backends)
+    }
+
+    /// The use cases with settings adjusted by the caller (direct transfers
+    /// under Lambda).
+    pub fn with_settings(settings: Settings, backends: Backends) -> Self {
+        let app = App::new(settings, backends).with_webhook_sender(Arc::new(HttpWebhooks));
+        AppState { app: Arc::new(app) }
     }
 }

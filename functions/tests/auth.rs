@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use common::*;
 use serde_json::{json, Value};
-use testflinger_shared::auth::{refresh_token_hash, AuthMode, Role, TokenKeys};
+use testflinger_shared::auth::{refresh_token_hash, TokenKeys};
 use testflinger_shared::clients::{Client, RefreshToken};
+use testflinger_shared::role::{AuthMode, Role};
 use testflinger_shared::secrets::{SecretsKey, StoredSecret};
 use testflinger_shared::Timestamp;
 
@@ -131,13 +132,14 @@ async fn revoke(server: &Server, token: Option<&str>, refresh_token: &str) -> Re
 async fn edit_client(server: &Server, client_id: &str, edit: impl FnOnce(&mut Client)) {
     let mut client = server
         .state
-        .store
+        .app
+        .store()
         .get_client(client_id)
         .await
         .unwrap()
         .expect("the client exists");
     edit(&mut client);
-    server.state.store.put_client(&client).await.unwrap();
+    server.state.app.store().put_client(&client).await.unwrap();
 }
 
 /// An agent (name `agent`) that serves `queues`, posted with `token`.
@@ -361,7 +363,8 @@ async fn refresh_with_an_unknown_token_is_400_and_without_one_422() {
     let now = Timestamp::now().millis();
     server
         .state
-        .store
+        .app
+        .store()
         .insert_refresh_token(&RefreshToken {
             token_hash: refresh_token_hash(&"E".repeat(64)),
             client_id: "ci".into(),
@@ -508,7 +511,13 @@ async fn the_token_of_a_deleted_client_is_401() {
     let server = standard().await;
     let token = server.client_token("gone", Role::Contributor, |_| {}).await;
     server.submit_with(json!({"job_queue": "q"}), &token).await;
-    assert!(server.state.store.delete_client("gone").await.unwrap());
+    assert!(server
+        .state
+        .app
+        .store()
+        .delete_client("gone")
+        .await
+        .unwrap());
     let body = submit(&server, Some(&token), json!({"job_queue": "q"}))
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
@@ -1931,7 +1940,8 @@ async fn an_expired_secret_is_refused_at_submit_and_empty_at_claim() {
     let now = Timestamp::now().millis();
     server
         .state
-        .store
+        .app
+        .store()
         .put_secret(&StoredSecret {
             client_id: "ci".into(),
             path: "lab/key".into(),

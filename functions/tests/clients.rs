@@ -14,8 +14,9 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use common::*;
 use serde_json::{json, Value};
-use testflinger_shared::auth::{AuthMode, Role, TokenKeys};
+use testflinger_shared::auth::TokenKeys;
 use testflinger_shared::logs::LOG_PHASES;
+use testflinger_shared::role::{AuthMode, Role};
 use testflinger_shared::Timestamp;
 
 const AGENT: &str = "dev-01";

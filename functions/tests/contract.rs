@@ -13,7 +13,7 @@ use axum::http::{header, Method, StatusCode};
 use bytes::Bytes;
 use common::*;
 use serde_json::json;
-use testflinger_shared::auth::{AuthMode, Role};
+use testflinger_shared::role::{AuthMode, Role};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------- health check

@@ -8,13 +8,15 @@ use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use testflinger_functions::{app, App, AppState};
+use testflinger_shared::app::Settings;
 use testflinger_shared::testing::{open_config, TestEnv};
 use tower::ServiceExt;
 
 async fn server(env: &TestEnv, direct: bool) -> App {
     let backends = open_config(&env.config).await;
-    let mut state = AppState::new(&env.config, backends);
-    state.direct_transfers = direct;
+    let mut settings = Settings::new(&env.config);
+    settings.direct_transfers = direct;
+    let state = AppState::with_settings(settings, backends);
     app(state)
 }
 

@@ -266,66 +266,38 @@ async fn setup() -> Result<(), String> {
 }
 
 async fn create_client(new: NewClient) -> Result<(), String> {
-    use testflinger_shared::clients::{is_client_id, validate_client_update};
+    use testflinger_shared::app::{App, Settings};
+    use testflinger_shared::permissions::Actor;
     use testflinger_shared::Error;
-    if !is_client_id(&new.client_id) {
-        return Err(format!(
-            "{:?} is not a client id: 1 to 128 printable characters, without spaces, '/' or '$'",
-            new.client_id
-        ));
-    }
-    let update = validate_client_update(&new.body).map_err(|e| match e {
-        Error::Validation { fields, .. } => fields
-            .iter()
-            .map(|(field, problems)| format!("{field}: {}", problems.join(" ")))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    })?;
     let config = Config::load().map_err(|e| format!("configuration error: {e}"))?;
     let backends = Backends::open(&config)
         .await
         .map_err(|e| format!("cannot open the store: {e}"))?;
-    let store = backends.store;
-    let existing = store
-        .get_client(&new.client_id)
+    // The same update flow as `PUT /v1/client-permissions/{id}`, by the
+    // operator, who may do anything.
+    let app = App::new(Settings::new(&config), backends);
+    let change = app
+        .update_client(Actor::Operator, &new.client_id, &new.body)
         .await
-        .map_err(|e| format!("cannot read client {:?}: {e}", new.client_id))?;
-    if existing.is_none() && update.role.is_none() {
-        return Err("a new client needs --role (admin, manager, contributor or agent)".into());
-    }
-    let new_secret = existing.is_some() && update.client_secret.is_some();
-    let client = update
-        .apply(
-            &new.client_id,
-            existing,
-            testflinger_shared::auth::hash_secret,
-        )
-        .map_err(|e| e.to_string())?;
-    let created = store
-        .put_client(&client)
-        .await
-        .map_err(|e| format!("cannot write client {:?}: {e}", new.client_id))?;
-    if new_secret {
-        // As through the API: a changed secret ends the old one's sessions.
-        let revoked = store
-            .revoke_client_tokens(&new.client_id)
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot revoke the refresh tokens of {:?}: {e}",
-                    new.client_id
-                )
-            })?;
-        if revoked > 0 {
-            println!("revoked {revoked} refresh token(s) issued under the old secret");
-        }
+        .map_err(|e| match e {
+            Error::Validation { fields, .. } => fields
+                .iter()
+                .map(|(field, problems)| format!("{field}: {}", problems.join(" ")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => format!("cannot write client {:?}: {other}", new.client_id),
+        })?;
+    if change.revoked_tokens > 0 {
+        println!(
+            "revoked {} refresh token(s) issued under the old secret",
+            change.revoked_tokens
+        );
     }
     println!(
         "{} client {} with the role {} in the {}",
-        if created { "created" } else { "updated" },
-        client.client_id,
-        client.role.as_str(),
+        if change.created { "created" } else { "updated" },
+        change.client.client_id,
+        change.client.role.as_str(),
         Backends::describe(&config)
     );
     Ok(())

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::clients::RestrictedQueue;
 use crate::validation::FieldErrors;
 use crate::{Result, Timestamp};
 
@@ -261,40 +260,6 @@ impl Agent {
             .and_then(Value::as_array)
             .map(|q| q.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default()
-    }
-
-    /// The API's view: the fields, `name`, `updated_at`, the streak and
-    /// `restricted_to` (each of its queues that is restricted, with the
-    /// owners); with `details`, also `log` and `provision_log`.
-    pub fn view(&self, details: bool, restricted: &[RestrictedQueue]) -> Map<String, Value> {
-        let mut out = Map::new();
-        out.insert("name".into(), Value::String(self.name.clone()));
-        for (key, value) in &self.fields {
-            out.insert(key.clone(), value.clone());
-        }
-        out.insert(
-            "updated_at".into(),
-            Value::String(self.updated_at.to_rfc3339()),
-        );
-        if let Some((kind, count)) = &self.provision_streak {
-            out.insert("provision_streak_type".into(), Value::String(kind.clone()));
-            out.insert("provision_streak_count".into(), Value::from(*count));
-        }
-        let queues = self.queues();
-        let restricted_to: Map<String, Value> = restricted
-            .iter()
-            .filter(|r| queues.contains(&r.queue.as_str()))
-            .map(|r| (r.queue.clone(), json!(r.owners)))
-            .collect();
-        out.insert("restricted_to".into(), Value::Object(restricted_to));
-        if details {
-            out.insert("log".into(), json!(self.log));
-            out.insert(
-                "provision_log".into(),
-                Value::Array(self.provision_log.clone()),
-            );
-        }
-        out
     }
 }
 

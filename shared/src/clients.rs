@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::auth::Role;
 use crate::job::NewJob;
+use crate::role::Role;
 use crate::validation::FieldErrors;
 use crate::{Error, Result, Timestamp};
 
@@ -70,17 +70,6 @@ impl Client {
         }
     }
 
-    /// What the API shows of a client: everything but the secret's hash.
-    pub fn view(&self) -> Value {
-        json!({
-            "client_id": self.client_id,
-            "role": self.role.as_str(),
-            "max_priority": self.max_priority,
-            "allowed_queues": self.allowed_queues,
-            "max_reservation_time": self.max_reservation_time,
-        })
-    }
-
     /// The higher of the queue's own limit and the `"*"` limit.
     fn limit(map: &BTreeMap<String, i64>, queue: &str) -> Option<i64> {
         [map.get(queue), map.get(ANY_QUEUE)]
@@ -113,12 +102,6 @@ pub struct RefreshToken {
 pub struct RestrictedQueue {
     pub queue: String,
     pub owners: Vec<String>,
-}
-
-impl RestrictedQueue {
-    pub fn view(&self) -> Value {
-        json!({ "queue": self.queue, "owners": self.owners })
-    }
 }
 
 /// What removing an owner from a restricted queue did.
@@ -356,6 +339,7 @@ impl ClientUpdate {
 mod tests {
     use super::*;
     use crate::job::validate_submission;
+    use serde_json::json;
 
     fn job(body: Value) -> NewJob {
         validate_submission(body, Timestamp::from_millis(0)).unwrap()
@@ -536,7 +520,5 @@ mod tests {
         assert_eq!(edited.role, Role::Manager);
         assert_eq!(edited.allowed_queues, ["a", "b"]);
         assert_eq!(edited.secret_hash, created.secret_hash);
-        let view = edited.view().to_string();
-        assert!(!view.contains("hashed"), "{view}");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::auth::AuthMode;
+use crate::role::AuthMode;
 use crate::secrets::SecretsKey;
 
 /// Every key the server reads, with its meaning; the file may hold no other.

@@ -7,15 +7,77 @@ use uuid::Uuid;
 use crate::validation::FieldErrors;
 use crate::{Error, Result, Timestamp};
 
-/// States the server itself writes. Every other state comes from the agent.
-pub const WAITING: &str = "waiting";
-pub const RUNNING: &str = "running";
-pub const CANCELLED: &str = "cancelled";
-pub const COMPLETE: &str = "complete";
+/// A job's state (SPEC.md §6). The server itself writes `waiting`,
+/// `running` and `cancelled`; every other state comes from the agent, which
+/// reports the phase it is in (`setup`, `provision`, ..., `complete`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobState {
+    Waiting,
+    Running,
+    Cancelled,
+    Complete,
+    /// An older spelling of `complete`, still terminal.
+    Completed,
+    /// Any other state an agent reported, kept as it was sent.
+    Reported(String),
+}
 
-/// States that are never left once entered (SPEC.md §6). `completed` is an
-/// older spelling of `complete`.
-pub const TERMINAL_STATES: [&str; 3] = [COMPLETE, "completed", CANCELLED];
+impl JobState {
+    /// States that are never left once entered. Both stores build their
+    /// filters from this list; nothing else spells it.
+    pub const TERMINAL: [JobState; 3] =
+        [JobState::Complete, JobState::Completed, JobState::Cancelled];
+
+    pub fn parse(text: &str) -> JobState {
+        match text {
+            "waiting" => JobState::Waiting,
+            "running" => JobState::Running,
+            "cancelled" => JobState::Cancelled,
+            "complete" => JobState::Complete,
+            "completed" => JobState::Completed,
+            other => JobState::Reported(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Running => "running",
+            JobState::Cancelled => "cancelled",
+            JobState::Complete => "complete",
+            JobState::Completed => "completed",
+            JobState::Reported(other) => other,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        JobState::TERMINAL.contains(self)
+    }
+
+    /// The terminal states' names, for the stores' filters.
+    pub fn terminal_names() -> [&'static str; 3] {
+        ["complete", "completed", "cancelled"]
+    }
+
+    /// Where an agent's report of `reported` leads from this state: the new
+    /// state, or `None` when the job keeps its state (it is terminal, or
+    /// the report is `waiting`, the server's own state, which never comes
+    /// back). A refused report is only recorded in the result.
+    pub fn after_report(&self, reported: &str) -> Option<JobState> {
+        let next = JobState::parse(reported);
+        if self.is_terminal() || next == JobState::Waiting {
+            None
+        } else {
+            Some(next)
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The phases an agent runs, in order, as SPEC.md §6 names them.
 pub const PHASES: [&str; 8] = [
@@ -31,10 +93,6 @@ pub const PHASES: [&str; 8] = [
 
 /// The `<phase>_data` sections that may declare attachments.
 pub const ATTACHMENT_SECTIONS: [&str; 3] = ["provision_data", "firmware_update_data", "test_data"];
-
-pub fn is_terminal(state: &str) -> bool {
-    TERMINAL_STATES.contains(&state)
-}
 
 /// The server-owned field that says whether attachments have arrived.
 pub const ATTACHMENTS_STATUS: &str = "attachments_status";
@@ -88,7 +146,7 @@ pub struct Job {
     pub job_id: Uuid,
     pub job_queue: String,
     pub job_priority: i64,
-    pub state: String,
+    pub state: JobState,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub attachments_status: Option<AttachmentsStatus>,
@@ -97,36 +155,9 @@ pub struct Job {
 }
 
 impl Job {
-    /// `GET /v1/job/{id}`: the job as submitted plus `job_id`.
-    pub fn definition(&self) -> Map<String, Value> {
-        let mut out = self.job_data.clone();
-        out.remove(CLIENT_ID);
-        out.insert("job_id".into(), Value::String(self.job_id.to_string()));
-        out
-    }
-
     /// The client that submitted the job with a token; `None` when anonymous.
     pub fn client_id(&self) -> Option<&str> {
         self.job_data.get(CLIENT_ID).and_then(Value::as_str)
-    }
-
-    /// The claim answer (SPEC.md §7): the submitted fields flattened, plus
-    /// `job_id`, `started_at` and `attachments_status` when relevant.
-    pub fn claim_view(&self) -> Map<String, Value> {
-        let mut out = self.definition();
-        if let Some(client_id) = self.client_id() {
-            out.insert(CLIENT_ID.into(), Value::String(client_id.to_owned()));
-        }
-        if let Some(started) = self.started_at {
-            out.insert("started_at".into(), Value::String(started.to_rfc3339()));
-        }
-        if let Some(status) = self.attachments_status {
-            out.insert(
-                ATTACHMENTS_STATUS.into(),
-                Value::String(status.as_str().into()),
-            );
-        }
-        out
     }
 }
 
@@ -564,7 +595,40 @@ mod tests {
 
     #[test]
     fn terminal_states_are_the_three_of_the_spec() {
-        assert!(is_terminal("complete") && is_terminal("completed") && is_terminal("cancelled"));
-        assert!(!is_terminal("test") && !is_terminal("waiting"));
+        let terminal = |s: &str| JobState::parse(s).is_terminal();
+        assert!(terminal("complete") && terminal("completed") && terminal("cancelled"));
+        assert!(!terminal("test") && !terminal("waiting") && !terminal("running"));
+        let names: Vec<&str> = JobState::TERMINAL.iter().map(JobState::as_str).collect();
+        assert_eq!(names, JobState::terminal_names());
+    }
+
+    #[test]
+    fn states_read_back_as_written() {
+        for text in [
+            "waiting",
+            "running",
+            "cancelled",
+            "complete",
+            "completed",
+            "provision",
+            "x",
+        ] {
+            assert_eq!(JobState::parse(text).as_str(), text);
+        }
+        assert_eq!(JobState::parse("setup"), JobState::Reported("setup".into()));
+    }
+
+    #[test]
+    fn terminal_states_are_never_left() {
+        let after = |current: &str, reported: &str| {
+            JobState::parse(current)
+                .after_report(reported)
+                .map(|s| s.to_string())
+        };
+        assert_eq!(after("running", "setup").as_deref(), Some("setup"));
+        assert_eq!(after("test", "complete").as_deref(), Some("complete"));
+        assert_eq!(after("cancelled", "complete"), None);
+        assert_eq!(after("complete", "test"), None);
+        assert_eq!(after("running", "waiting"), None);
     }
 }

@@ -5,6 +5,7 @@
 //! status codes; the `local` crate wires them to a socket.
 
 pub mod agents;
+pub mod app;
 pub mod auth;
 pub mod blob;
 pub mod clients;
@@ -12,9 +13,11 @@ pub mod config;
 pub mod error;
 pub mod job;
 pub mod logs;
+pub mod permissions;
 pub mod queues;
 pub mod results;
 pub mod retention;
+pub mod role;
 pub mod secrets;
 pub mod store;
 #[cfg(feature = "test-support")]

@@ -2,8 +2,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::job::{self, Job};
-use crate::logs::{phase_logs, LogFragment, LogType};
 use crate::validation::FieldErrors;
 use crate::Result;
 
@@ -58,53 +56,9 @@ pub fn validate_result(mut body: Map<String, Value>) -> Result<ResultPatch> {
     })
 }
 
-/// Whether an agent may move a job into `reported` at all: `waiting` is the
-/// server's own state and never comes back.
-pub fn is_reportable(reported: &str) -> bool {
-    reported != job::WAITING
-}
-
-/// Where an agent-reported state leads: the new state, or the terminal state
-/// the job keeps (the report is then only recorded in the result).
-pub fn next_state(current: &str, reported: &str) -> Option<String> {
-    if job::is_terminal(current) || !is_reportable(reported) {
-        None
-    } else {
-        Some(reported.to_owned())
-    }
-}
-
 /// The key under which a refused state report is recorded (SPEC.md §6: "a
 /// later `complete` from the agent is recorded in the result").
 pub const REPORTED_STATE_KEY: &str = "agent_reported_state";
-
-/// `GET /v1/result/{id}`: every stored result key, `job_state`,
-/// `<phase>_status` for each phase in the status map, and `<phase>_output` /
-/// `<phase>_serial` with each phase's whole log.
-pub fn result_view(job: &Job, logs: &[(LogType, Vec<LogFragment>)]) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (key, value) in &job.result_data {
-        if key == "status" {
-            if let Some(status) = value.as_object() {
-                for (phase, code) in status {
-                    out.insert(format!("{phase}_status"), code.clone());
-                }
-            }
-        } else {
-            out.insert(key.clone(), value.clone());
-        }
-    }
-    for (log_type, fragments) in logs {
-        for (phase, text) in phase_logs(fragments) {
-            out.insert(
-                format!("{phase}_{}", log_type.as_str()),
-                Value::String(text),
-            );
-        }
-    }
-    out.insert("job_state".into(), Value::String(job.state.clone()));
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -139,14 +93,5 @@ mod tests {
         assert!(validate_result(obj(json!({"a.b": 1}))).is_err());
         assert!(validate_result(obj(json!({"$set": 1}))).is_err());
         assert!(validate_result(obj(json!({"status": {"a.b": 1}}))).is_err());
-    }
-
-    #[test]
-    fn terminal_states_are_never_left() {
-        assert_eq!(next_state("running", "setup").as_deref(), Some("setup"));
-        assert_eq!(next_state("test", "complete").as_deref(), Some("complete"));
-        assert_eq!(next_state("cancelled", "complete"), None);
-        assert_eq!(next_state("complete", "test"), None);
-        assert_eq!(next_state("running", "waiting"), None);
     }
 }

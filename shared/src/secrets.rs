@@ -223,6 +223,7 @@ pub fn inaccessible(paths: &[String]) -> Error {
         format!("Inaccessible secret paths: {}", paths.join(", ")),
     );
     Error::Validation {
+        location: crate::error::Location::Json,
         message: format!("Inaccessible secret paths: {}", paths.join(", ")),
         fields: errors,
     }

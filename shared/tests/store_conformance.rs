@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use testflinger_shared::agents::{validate_agent_update, ProvisionEntry};
-use testflinger_shared::auth::{hash_secret, new_refresh_token, refresh_token_hash, Role};
+use testflinger_shared::auth::{hash_secret, new_refresh_token, refresh_token_hash};
 use testflinger_shared::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use testflinger_shared::job::{validate_submission, AttachmentsStatus, NewJob};
 use testflinger_shared::logs::{LegacyStream, LogFragment, LogType};
 use testflinger_shared::queues::SearchQuery;
 use testflinger_shared::results::{validate_result, ResultPatch, REPORTED_STATE_KEY};
+use testflinger_shared::role::Role;
 use testflinger_shared::secrets::StoredSecret;
-use testflinger_shared::store::{CancelOutcome, ClaimRequest, Store};
+use testflinger_shared::store::prelude::*;
+use testflinger_shared::store::{CancelOutcome, ClaimRequest};
 use testflinger_shared::{Error, Timestamp};
 use uuid::Uuid;
 
@@ -130,7 +132,7 @@ async fn a_stored_job_reads_back_as_submitted(store: Arc<dyn Store>) {
     assert_eq!(job.job_id, id);
     assert_eq!(job.job_queue, "q");
     assert_eq!(job.job_priority, 3);
-    assert_eq!(job.state, "waiting");
+    assert_eq!(job.state.as_str(), "waiting");
     assert_eq!(job.created_at, t(5));
     assert_eq!(job.started_at, None);
     assert_eq!(job.attachments_status, None);
@@ -192,7 +194,7 @@ async fn a_batch_of_jobs_is_stored_in_order(store: Arc<dyn Store>) {
             .await
             .unwrap()
             .expect("stored");
-        assert_eq!(job.state, "waiting");
+        assert_eq!(job.state.as_str(), "waiting");
         assert_eq!(job.job_queue, submitted.job_queue);
         assert_eq!(job.created_at, t(i as i64 / 10));
         assert_eq!(job.job_data, submitted.job_data, "job {i}");
@@ -255,11 +257,11 @@ async fn the_claim_marks_the_job_running(store: Arc<dyn Store>) {
         .unwrap()
         .expect("a job");
     assert_eq!(claimed.job_id, id);
-    assert_eq!(claimed.state, "running");
+    assert_eq!(claimed.state.as_str(), "running");
     assert_eq!(claimed.started_at, Some(t(61_000)));
     assert_eq!(claimed.job_data["x"], json!(1));
     let stored = store.get_job(id).await.unwrap().unwrap();
-    assert_eq!(stored.state, "running");
+    assert_eq!(stored.state.as_str(), "running");
     assert_eq!(stored.started_at, Some(t(61_000)));
 }
 
@@ -293,15 +295,21 @@ async fn concurrent_claims_hand_out_each_job_once(store: Arc<dyn Store>) {
 async fn cancel_moves_only_unfinished_jobs(store: Arc<dyn Store>) {
     let waiting = insert(&store, json!({"job_queue": "q"}), 1).await;
     assert_eq!(
-        store.cancel_job(waiting).await.unwrap(),
+        store.cancel_job(waiting, t(0)).await.unwrap(),
         CancelOutcome::Cancelled
     );
     assert_eq!(
-        store.get_job(waiting).await.unwrap().unwrap().state,
+        store
+            .get_job(waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
         "cancelled"
     );
     assert_eq!(
-        store.cancel_job(waiting).await.unwrap(),
+        store.cancel_job(waiting, t(0)).await.unwrap(),
         CancelOutcome::AlreadyFinished
     );
     assert_eq!(claim_id(&store, &["q"], None).await, None);
@@ -312,16 +320,22 @@ async fn cancel_moves_only_unfinished_jobs(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(
-        store.cancel_job(finished).await.unwrap(),
+        store.cancel_job(finished, t(0)).await.unwrap(),
         CancelOutcome::AlreadyFinished
     );
     assert_eq!(
-        store.get_job(finished).await.unwrap().unwrap().state,
+        store
+            .get_job(finished)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
         "complete"
     );
 
     assert_eq!(
-        store.cancel_job(Uuid::new_v4()).await.unwrap(),
+        store.cancel_job(Uuid::new_v4(), t(0)).await.unwrap(),
         CancelOutcome::NotFound
     );
 }
@@ -339,7 +353,7 @@ async fn results_merge_and_status_is_replaced(store: Arc<dyn Store>) {
     assert_eq!(job.result_data["output"], json!("foo"));
     assert_eq!(job.result_data["device_info"], json!({"ip": "10.0.0.2"}));
     assert_eq!(job.result_data["status"], json!({"setup": 0}));
-    assert_eq!(job.state, "waiting");
+    assert_eq!(job.state.as_str(), "waiting");
 }
 
 async fn reported_states_move_the_job_until_terminal(store: Arc<dyn Store>) {
@@ -350,17 +364,23 @@ async fn reported_states_move_the_job_until_terminal(store: Arc<dyn Store>) {
             .apply_result(id, &patch(json!({"job_state": phase})), t(2))
             .await
             .unwrap();
-        assert_eq!(store.get_job(id).await.unwrap().unwrap().state, phase);
+        assert_eq!(
+            store.get_job(id).await.unwrap().unwrap().state.as_str(),
+            phase
+        );
     }
     // `waiting` is the server's state: never reported back.
     store
         .apply_result(id, &patch(json!({"job_state": "waiting"})), t(3))
         .await
         .unwrap();
-    assert_eq!(store.get_job(id).await.unwrap().unwrap().state, "test");
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().state.as_str(),
+        "test"
+    );
 
     assert_eq!(
-        store.cancel_job(id).await.unwrap(),
+        store.cancel_job(id, t(0)).await.unwrap(),
         CancelOutcome::Cancelled
     );
     store
@@ -372,7 +392,7 @@ async fn reported_states_move_the_job_until_terminal(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let job = store.get_job(id).await.unwrap().unwrap();
-    assert_eq!(job.state, "cancelled");
+    assert_eq!(job.state.as_str(), "cancelled");
     assert_eq!(job.result_data[REPORTED_STATE_KEY], json!("complete"));
     assert_eq!(job.result_data["status"], json!({"test": 247}));
 }
@@ -661,7 +681,7 @@ async fn queue_jobs_are_listed_newest_first(store: Arc<dyn Store>) {
     let old = insert(&store, json!({"job_queue": "q"}), 1).await;
     let new = insert(&store, json!({"job_queue": "q"}), 2).await;
     insert(&store, json!({"job_queue": "other"}), 3).await;
-    store.cancel_job(old).await.unwrap();
+    store.cancel_job(old, t(0)).await.unwrap();
     let jobs = store.queue_jobs("q", 10).await.unwrap();
     let listed: Vec<(Uuid, &str)> = jobs
         .iter()
@@ -728,15 +748,23 @@ async fn search_filters_by_tags_and_states_and_pages(store: Arc<dyn Store>) {
     let b = insert(&store, json!({"job_queue": "q", "tags": ["x"]}), 2).await;
     let c = insert(&store, json!({"job_queue": "q", "tags": ["y"]}), 3).await;
     let d = insert(&store, json!({"job_queue": "q"}), 4).await;
-    store.cancel_job(c).await.unwrap();
-    let search = |pairs: &[(&str, &str)]| {
-        let query = SearchQuery::parse(
-            &pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+    store.cancel_job(c, t(0)).await.unwrap();
+    // The query as the API would parse it from these parameters.
+    let query_of = |pairs: &[(&str, &str)]| {
+        let mut query = SearchQuery::default();
+        for (key, value) in pairs {
+            match *key {
+                "tags" => query.tags.push(value.to_string()),
+                "match" => query.match_all = *value == "all",
+                "state" if *value == "active" => query.active = true,
+                "state" => query.states.push(value.to_string()),
+                "limit" => query.limit = value.parse().unwrap(),
+                other => panic!("no such parameter {other}"),
+            }
+        }
+        query
+    };
+    let search_query = |query: SearchQuery| {
         let store = store.clone();
         async move {
             store
@@ -748,6 +776,7 @@ async fn search_filters_by_tags_and_states_and_pages(store: Arc<dyn Store>) {
                 .collect::<Vec<_>>()
         }
     };
+    let search = |pairs: &[(&str, &str)]| search_query(query_of(pairs));
     assert_eq!(search(&[]).await, [d, c, b, a]);
     assert_eq!(search(&[("tags", "x")]).await, [b, a]);
     assert_eq!(search(&[("tags", "x"), ("tags", "y")]).await, [c, b, a]);
@@ -764,12 +793,10 @@ async fn search_filters_by_tags_and_states_and_pages(store: Arc<dyn Store>) {
     // Pages: limit + 1 come back; the cursor continues after the last shown.
     let first = search(&[("limit", "2")]).await;
     assert_eq!(first, [d, c, b]);
-    let all = store
-        .search_jobs(&SearchQuery::parse(&[]).unwrap())
-        .await
-        .unwrap();
-    let cursor = testflinger_shared::queues::cursor(&all[1]);
-    assert_eq!(search(&[("limit", "2"), ("before", &cursor)]).await, [b, a]);
+    let all = store.search_jobs(&SearchQuery::default()).await.unwrap();
+    let mut next = query_of(&[("limit", "2")]);
+    next.before = Some((all[1].created_at, all[1].job_id));
+    assert_eq!(search_query(next).await, [b, a]);
 }
 
 async fn concurrent_provisions_each_count_once(store: Arc<dyn Store>) {

@@ -1,29 +1,25 @@
-//! What agents advertise: queues and images.
+//! Agents: their data and cookie, provision logs, advertised queues and images.
+
+use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use testflinger_shared::agents::{
-    validate_agent_name, validate_agent_update, validate_images, validate_provision_entry,
-    validate_queues,
-};
 use testflinger_shared::Timestamp;
 
 use super::ok_text;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{JsonObject, Segment};
-use crate::AppState;
+use crate::{views, AppState};
 
 /// `POST /v1/agents/queues`: `{queue: description}`.
 pub async fn advertise_queues(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let queues = validate_queues(&body)?;
-    state.store.upsert_queues(&queues, Timestamp::now()).await?;
+    state.app.advertise_queues(&body, Timestamp::now()).await?;
     Ok(ok_text())
 }
 
@@ -31,7 +27,7 @@ pub async fn advertise_queues(
 pub async fn list_queues(
     State(state): State<AppState>,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
-    Ok(Json(state.store.list_queues().await?))
+    Ok(Json(state.app.list_queues().await?))
 }
 
 /// `POST /v1/agents/images`: `{queue: {image: provision data}}`.
@@ -39,8 +35,7 @@ pub async fn advertise_images(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let images = validate_images(&body)?;
-    state.store.set_images(&images, Timestamp::now()).await?;
+    state.app.advertise_images(&body, Timestamp::now()).await?;
     Ok(ok_text())
 }
 
@@ -49,7 +44,7 @@ pub async fn get_images(
     State(state): State<AppState>,
     Segment(queue): Segment,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
-    Ok(Json(state.store.get_images(&queue).await?))
+    Ok(Json(state.app.get_images(&queue).await?))
 }
 
 /// `POST /v1/agents/data/{name}`: upserts the agent and hands out the
@@ -59,11 +54,9 @@ pub async fn post_agent_data(
     Segment(name): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    validate_agent_name(&name)?;
-    let update = validate_agent_update(body)?;
     state
-        .store
-        .upsert_agent(&name, &update, Timestamp::now())
+        .app
+        .post_agent_data(&name, body, Timestamp::now())
         .await?;
     let cookie = format!("agent_name={name}; HttpOnly; Path=/; SameSite=Strict");
     Ok((
@@ -75,14 +68,7 @@ pub async fn post_agent_data(
 
 /// `GET /v1/agents/data`: every agent, without its logs.
 pub async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
-    let agents = state.store.list_agents().await?;
-    let restricted = state.store.list_restricted_queues().await?;
-    Ok(Json(
-        agents
-            .iter()
-            .map(|a| Value::Object(a.view(false, &restricted)))
-            .collect(),
-    ))
+    Ok(Json(views::agents(&state.app.list_agents().await?)))
 }
 
 /// `GET /v1/agents/data/{name}`
@@ -90,15 +76,9 @@ pub async fn get_agent(
     State(state): State<AppState>,
     Segment(name): Segment,
 ) -> ApiResult<Json<Value>> {
-    match state.store.get_agent(&name).await? {
-        Some(agent) => {
-            let restricted = state.store.list_restricted_queues().await?;
-            Ok(Json(Value::Object(agent.view(true, &restricted))))
-        }
-        None => Err(ApiError::not_found(format!(
-            "Agent '{name}' does not exist."
-        ))),
-    }
+    let listing = state.app.get_agent(&name).await?;
+    let agent = &listing.agents[0];
+    Ok(Json(views::agent(agent, true, &listing.restricted)))
 }
 
 /// `POST /v1/agents/provision_logs/{name}`
@@ -107,16 +87,9 @@ pub async fn post_provision_log(
     Segment(name): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let entry = validate_provision_entry(&body)?;
-    if state
-        .store
-        .record_provision(&name, &entry, Timestamp::now())
-        .await?
-    {
-        Ok(ok_text())
-    } else {
-        Err(ApiError::not_found(format!(
-            "Agent '{name}' does not exist."
-        )))
-    }
+    state
+        .app
+        .post_provision_log(&name, &body, Timestamp::now())
+        .await?;
+    Ok(ok_text())
 }

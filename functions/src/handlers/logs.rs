@@ -2,18 +2,17 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
-use testflinger_shared::logs::{log_view, validate_fragment, LegacyStream, LogQuery, LogType};
+use testflinger_shared::logs::{LegacyStream, LogType};
 use testflinger_shared::Timestamp;
-use uuid::Uuid;
 
-use super::{no_content, ok_text};
-use crate::error::{ApiError, ApiResult};
+use super::{no_content, ok_text, text};
+use crate::error::ApiResult;
 use crate::extract::{read_limited, JobId, JsonObject, Segment};
-use crate::AppState;
+use crate::{query, views, AppState};
 
 /// `POST /v1/result/{id}/log/{output|serial}`
 pub async fn post_log(
@@ -22,17 +21,11 @@ pub async fn post_log(
     Segment(log_type): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let log_type = LogType::parse(&log_type)?;
-    let fragment = validate_fragment(&body, state.limits.log_fragment)?;
-    if state
-        .store
-        .append_log(id, log_type, &fragment, Timestamp::now())
-        .await?
-    {
-        Ok(ok_text())
-    } else {
-        Err(job_not_found(id))
-    }
+    state
+        .app
+        .post_log(id, &log_type, &body, Timestamp::now())
+        .await?;
+    Ok(ok_text())
 }
 
 /// `GET /v1/result/{id}/log/{output|serial}?start_fragment=N&start_timestamp=T&phase=P`
@@ -43,16 +36,9 @@ pub async fn get_log(
     parts: Parts,
 ) -> ApiResult<Json<serde_json::Value>> {
     let log_type = LogType::parse(&log_type)?;
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let query = LogQuery::parse(&pairs).map_err(|fields| ApiError::validation("query", &fields))?;
-    let fragments = state
-        .store
-        .read_logs(id, log_type, query.start_fragment)
-        .await?;
-    Ok(Json(log_view(log_type, &query, &fragments)))
+    let log_query = query::log_query(&query::pairs(parts.uri.query()))?;
+    let fragments = state.app.get_log(id, log_type, &log_query).await?;
+    Ok(Json(views::log(log_type, &log_query, &fragments)))
 }
 
 /// `POST /v1/result/{id}/output` (legacy): the raw body is appended.
@@ -99,17 +85,13 @@ async fn append_legacy(
     stream: LegacyStream,
     body: Body,
 ) -> ApiResult<Response> {
-    let bytes = read_limited(body, state.limits.log_fragment).await?;
+    let bytes = read_limited(body, state.app.settings().limits.log_fragment).await?;
     let text = String::from_utf8_lossy(&bytes);
-    if state
-        .store
+    state
+        .app
         .append_live_output(id, stream, &text, Timestamp::now())
-        .await?
-    {
-        Ok(ok_text())
-    } else {
-        Err(job_not_found(id))
-    }
+        .await?;
+    Ok(ok_text())
 }
 
 async fn take_legacy(
@@ -117,12 +99,8 @@ async fn take_legacy(
     JobId(id): JobId,
     stream: LegacyStream,
 ) -> ApiResult<Response> {
-    Ok(match state.store.take_live_output(id, stream).await? {
-        Some(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+    Ok(match state.app.take_live_output(id, stream).await? {
+        Some(output) => text(StatusCode::OK, output),
         None => no_content(),
     })
-}
-
-fn job_not_found(id: Uuid) -> ApiError {
-    ApiError::not_found(format!("Job {id} not found."))
 }

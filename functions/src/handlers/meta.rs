@@ -1,10 +1,9 @@
 //! The health check and the answers for unknown routes.
 
-use axum::http::StatusCode;
 use axum::http::{Method, Uri};
+use testflinger_shared::{Error, VERSION};
 
 use crate::error::ApiError;
-use testflinger_shared::VERSION;
 
 /// `GET /v1`: agents use it as a health check.
 pub async fn version() -> String {
@@ -12,12 +11,9 @@ pub async fn version() -> String {
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("No endpoint answers {method} {}.", uri.path()))
+    Error::NotFound(format!("No endpoint answers {method} {}.", uri.path())).into()
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} does not answer {method}.", uri.path()),
-    )
+    ApiError::method_not_allowed(format!("{} does not answer {method}.", uri.path()))
 }

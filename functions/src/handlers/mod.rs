@@ -1,5 +1,6 @@
-//! Handlers, one module per resource. Each parses its input, calls the
-//! domain and maps the outcome to a status code.
+//! Handlers, one module per resource. Each parses its request, makes one
+//! call to the use cases (`testflinger_shared::app`) and turns the answer
+//! into a view; the rules live in the use cases.
 
 pub mod agents;
 pub mod artifacts;
@@ -18,10 +19,15 @@ use axum::response::{IntoResponse, Response};
 
 /// `200 OK` with the plain-text body `OK`, as the clients expect.
 pub fn ok_text() -> Response {
+    text(StatusCode::OK, "OK".to_owned())
+}
+
+/// A plain-text answer.
+pub fn text(status: StatusCode, body: String) -> Response {
     (
-        StatusCode::OK,
+        status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "OK",
+        body,
     )
         .into_response()
 }
@@ -30,8 +36,7 @@ pub fn ok_text() -> Response {
 /// output reads): axum answers `HEAD` with the `GET` handler otherwise.
 pub fn refuse_head(method: &axum::http::Method) -> Result<(), crate::error::ApiError> {
     if method == axum::http::Method::HEAD {
-        Err(crate::error::ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
+        Err(crate::error::ApiError::method_not_allowed(
             "HEAD is not answered here: this GET changes state; use GET.",
         ))
     } else {

@@ -4,14 +4,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
-use testflinger_shared::logs::LogType;
-use testflinger_shared::results::{result_view, validate_result};
 use testflinger_shared::Timestamp;
 
 use super::{no_content, ok_text};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{JobId, JsonObject};
-use crate::AppState;
+use crate::{views, AppState};
 
 /// `POST /v1/result/{id}`
 pub async fn post_result(
@@ -19,25 +17,14 @@ pub async fn post_result(
     JobId(id): JobId,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let patch = validate_result(body)?;
-    if state
-        .store
-        .apply_result(id, &patch, Timestamp::now())
-        .await?
-    {
-        Ok(ok_text())
-    } else {
-        Err(ApiError::not_found(format!("Job {id} not found.")))
-    }
+    state.app.post_result(id, body, Timestamp::now()).await?;
+    Ok(ok_text())
 }
 
 /// `GET /v1/result/{id}`
 pub async fn get_result(State(state): State<AppState>, JobId(id): JobId) -> ApiResult<Response> {
-    let Some(job) = state.store.get_job(id).await? else {
-        return Ok(no_content());
-    };
-    let output = state.store.read_logs(id, LogType::Output, 0).await?;
-    let serial = state.store.read_logs(id, LogType::Serial, 0).await?;
-    let logs = [(LogType::Output, output), (LogType::Serial, serial)];
-    Ok(Json(Value::Object(result_view(&job, &logs))).into_response())
+    Ok(match state.app.get_result(id).await? {
+        Some(result) => Json(Value::Object(views::result(&result))).into_response(),
+        None => no_content(),
+    })
 }

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use testflinger_functions::{app, App, AppState};
-use testflinger_shared::auth::{hash_secret, AuthMode, Role};
+use testflinger_shared::auth::hash_secret;
 use testflinger_shared::clients::Client;
 use testflinger_shared::config::Config;
+use testflinger_shared::role::{AuthMode, Role};
 use testflinger_shared::secrets::SecretsKey;
 use testflinger_shared::testing::{open_config, TestEnv};
 use tower::ServiceExt;
@@ -68,7 +69,7 @@ impl Server {
     ) {
         let mut client = Client::new(client_id, hash_secret(secret), role);
         adjust(&mut client);
-        self.state.store.put_client(&client).await.unwrap();
+        self.state.app.store().put_client(&client).await.unwrap();
     }
 
     /// `POST /v1/oauth2/token` with HTTP Basic; returns the whole answer.

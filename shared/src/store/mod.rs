@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
-use crate::job::{Job, NewJob};
+use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
 use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::ResultPatch;
@@ -36,6 +36,35 @@ pub struct ClaimRequest {
     pub agent_name: Option<String>,
 }
 
+impl ClaimRequest {
+    /// The claim's eligibility rule (SPEC.md §7), defined once: a job is
+    /// handed out only while `waiting`, on one of the requested queues,
+    /// with its attachments (if any) uploaded, and not excluding the agent.
+    /// Both stores encode it in their own query language; the conformance
+    /// suite checks each against this definition.
+    pub fn admits(&self, job: &Job) -> bool {
+        let excluded = |agent: &String| {
+            job.job_data
+                .get("exclude_agents")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|list| list.iter().any(|a| a.as_str() == Some(agent)))
+        };
+        job.state == JobState::Waiting
+            && self.queues.contains(&job.job_queue)
+            && job.attachments_status != Some(AttachmentsStatus::Waiting)
+            && !self.agent_name.as_ref().is_some_and(excluded)
+    }
+}
+
+/// The claim order (SPEC.md §7), defined once: higher `job_priority` first,
+/// then earlier submission (FIFO). Among jobs submitted in the same
+/// millisecond the stores keep insertion order.
+pub fn claim_order(a: &Job, b: &Job) -> std::cmp::Ordering {
+    b.job_priority
+        .cmp(&a.job_priority)
+        .then(a.created_at.cmp(&b.created_at))
+}
+
 /// What a cancel request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -46,7 +75,7 @@ pub enum CancelOutcome {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait JobStore: Send + Sync + 'static {
     /// Stores a new job in state `waiting`.
     async fn insert_job(&self, job: &NewJob) -> Result<()>;
 
@@ -63,8 +92,8 @@ pub trait Store: Send + Sync + 'static {
     /// process, ever return the same job.
     async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>>;
 
-    /// Moves a job that is not terminal to `cancelled`.
-    async fn cancel_job(&self, job_id: Uuid) -> Result<CancelOutcome>;
+    /// Moves a job that is not terminal to `cancelled` at `now`.
+    async fn cancel_job(&self, job_id: Uuid, now: Timestamp) -> Result<CancelOutcome>;
 
     /// Merges a result into the job's result (replacing `status` whole) and,
     /// when it reports a state, moves the job by [`crate::results::next_state`]
@@ -72,22 +101,34 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_result(&self, job_id: Uuid, patch: &ResultPatch, now: Timestamp)
         -> Result<bool>;
 
-    /// Upserts advertised queues with their descriptions.
-    async fn upsert_queues(&self, queues: &BTreeMap<String, String>, now: Timestamp) -> Result<()>;
+    /// How many jobs the claim would hand out before this one on its queue
+    /// (0 = next); `None` when the job is unknown or not waiting.
+    async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>>;
 
-    /// Every advertised queue with its description.
-    async fn list_queues(&self) -> Result<BTreeMap<String, String>>;
+    /// A queue's jobs in any state, newest first, at most `limit`.
+    async fn queue_jobs(&self, queue: &str, limit: usize) -> Result<Vec<JobSummary>>;
 
-    /// Replaces the image map of each named queue.
-    async fn set_images(
+    /// Claim waits (`started_at - created_at`, ms) of jobs claimed since
+    /// `since`, newest first, at most `per_queue` per queue; all queues when
+    /// `queues` is empty.
+    async fn wait_times(
         &self,
-        images: &BTreeMap<String, BTreeMap<String, String>>,
-        now: Timestamp,
-    ) -> Result<()>;
+        queues: &[String],
+        since: Timestamp,
+        per_queue: usize,
+    ) -> Result<BTreeMap<String, Vec<i64>>>;
 
-    /// The images of a queue; empty when none are known.
-    async fn get_images(&self, queue: &str) -> Result<BTreeMap<String, String>>;
+    /// Marks a job's attachments as uploaded, which makes it claimable.
+    /// `false` when the job is unknown or declares no attachments.
+    async fn complete_attachments(&self, job_id: Uuid) -> Result<bool>;
 
+    /// Jobs matching the query, newest first, at most `limit + 1` (the extra
+    /// one tells that another page exists).
+    async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>>;
+}
+
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
     /// Stores a log fragment. A fragment number already stored for this job
     /// and log type is kept as it is, so a resend changes nothing. `false`
     /// when the job does not exist.
@@ -121,7 +162,10 @@ pub trait Store: Send + Sync + 'static {
     /// Removes and returns, in one atomic step, everything appended to a
     /// legacy buffer since the last take; `None` when nothing is new.
     async fn take_live_output(&self, job_id: Uuid, stream: LegacyStream) -> Result<Option<String>>;
+}
 
+#[async_trait]
+pub trait AgentStore: Send + Sync + 'static {
     /// Creates or updates an agent: sets the given fields and `updated_at`,
     /// appends the log lines keeping the last 100.
     async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()>;
@@ -139,40 +183,29 @@ pub trait Store: Send + Sync + 'static {
         entry: &ProvisionEntry,
         now: Timestamp,
     ) -> Result<bool>;
+}
 
-    /// How many jobs the claim would hand out before this one on its queue
-    /// (0 = next); `None` when the job is unknown or not waiting.
-    async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>>;
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Upserts advertised queues with their descriptions.
+    async fn upsert_queues(&self, queues: &BTreeMap<String, String>, now: Timestamp) -> Result<()>;
 
-    /// A queue's jobs in any state, newest first, at most `limit`.
-    async fn queue_jobs(&self, queue: &str, limit: usize) -> Result<Vec<JobSummary>>;
+    /// Every advertised queue with its description.
+    async fn list_queues(&self) -> Result<BTreeMap<String, String>>;
 
-    /// Claim waits (`started_at - created_at`, ms) of jobs claimed since
-    /// `since`, newest first, at most `per_queue` per queue; all queues when
-    /// `queues` is empty.
-    async fn wait_times(
+    /// Replaces the image map of each named queue.
+    async fn set_images(
         &self,
-        queues: &[String],
-        since: Timestamp,
-        per_queue: usize,
-    ) -> Result<BTreeMap<String, Vec<i64>>>;
+        images: &BTreeMap<String, BTreeMap<String, String>>,
+        now: Timestamp,
+    ) -> Result<()>;
 
-    /// Marks a job's attachments as uploaded, which makes it claimable.
-    /// `false` when the job is unknown or declares no attachments.
-    async fn complete_attachments(&self, job_id: Uuid) -> Result<bool>;
+    /// The images of a queue; empty when none are known.
+    async fn get_images(&self, queue: &str) -> Result<BTreeMap<String, String>>;
+}
 
-    /// Jobs matching the query, newest first, at most `limit + 1` (the extra
-    /// one tells that another page exists).
-    async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>>;
-
-    /// Deletes jobs created before `cutoff` (with their results), queues
-    /// not advertised since then, and refresh tokens and secrets that
-    /// expired before it; returns the ids of the deleted jobs so their
-    /// blobs can be removed too.
-    async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>>;
-
-    // ---- Clients, tokens, restricted queues, secrets (SPEC.md §3, §4.4) ----
-
+#[async_trait]
+pub trait ClientStore: Send + Sync + 'static {
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>>;
 
     /// Every client, by `client_id`.
@@ -187,19 +220,6 @@ pub trait Store: Send + Sync + 'static {
     /// open a queue to everybody). `false` when it did not exist.
     async fn delete_client(&self, client_id: &str) -> Result<bool>;
 
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
-
-    /// The client of a refresh token (by its hash) that is neither revoked
-    /// nor expired at `now`; records the use. `None` otherwise.
-    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<String>>;
-
-    /// Revokes a refresh token; `false` when unknown or already revoked.
-    async fn revoke_refresh_token(&self, token_hash: &str) -> Result<bool>;
-
-    /// Revokes every refresh token of a client (its secret changed);
-    /// returns how many were still live.
-    async fn revoke_client_tokens(&self, client_id: &str) -> Result<u64>;
-
     /// Every restricted queue with its owners, by queue name.
     async fn list_restricted_queues(&self) -> Result<Vec<RestrictedQueue>>;
 
@@ -213,7 +233,26 @@ pub trait Store: Send + Sync + 'static {
     /// Removes an owner and the queue from that client's `allowed_queues`;
     /// the restriction ends when its last owner is removed.
     async fn remove_queue_owner(&self, queue: &str, client_id: &str) -> Result<OwnerRemoval>;
+}
 
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+
+    /// The client of a refresh token (by its hash) that is neither revoked
+    /// nor expired at `now`; records the use. `None` otherwise.
+    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<String>>;
+
+    /// Revokes a refresh token; `false` when unknown or already revoked.
+    async fn revoke_refresh_token(&self, token_hash: &str) -> Result<bool>;
+
+    /// Revokes every refresh token of a client (its secret changed);
+    /// returns how many were still live.
+    async fn revoke_client_tokens(&self, client_id: &str) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
     /// Creates or replaces a secret.
     async fn put_secret(&self, secret: &StoredSecret) -> Result<()>;
 
@@ -237,4 +276,46 @@ pub trait Store: Send + Sync + 'static {
         paths: &[String],
         now: Timestamp,
     ) -> Result<Vec<StoredSecret>>;
+}
+
+#[async_trait]
+pub trait RetentionStore: Send + Sync + 'static {
+    /// Deletes jobs created before `cutoff` (with their results), queues
+    /// not advertised since then, and refresh tokens and secrets that
+    /// expired before it; returns the ids of the deleted jobs so their
+    /// blobs can be removed too.
+    async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>>;
+}
+
+/// Every aggregate's store: what the use-case layer holds.
+pub trait Store:
+    JobStore
+    + LogStore
+    + AgentStore
+    + QueueStore
+    + ClientStore
+    + TokenStore
+    + SecretStore
+    + RetentionStore
+{
+}
+impl<T> Store for T where
+    T: JobStore
+        + LogStore
+        + AgentStore
+        + QueueStore
+        + ClientStore
+        + TokenStore
+        + SecretStore
+        + RetentionStore
+{
+}
+
+/// The store traits, for code that holds an `Arc<dyn Store>` and calls it
+/// directly (operator tools, tests): `use testflinger_shared::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        AgentStore, ClientStore, JobStore, LogStore, QueueStore, RetentionStore, SecretStore,
+        Store, TokenStore,
+    };
 }

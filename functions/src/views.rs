@@ -1,0 +1,291 @@
+//! What the API shows of the domain's records: the JSON views of SPEC.md,
+//! built from what the use cases answer. Nothing here decides anything.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+use testflinger_shared::agents::Agent;
+use testflinger_shared::app::agents::Agents;
+use testflinger_shared::app::jobs::Claimed;
+use testflinger_shared::app::results::JobResult;
+use testflinger_shared::clients::{Client, RestrictedQueue};
+use testflinger_shared::job::{Job, ATTACHMENTS_STATUS, CLIENT_ID};
+use testflinger_shared::logs::{LogFragment, LogQuery, LogType, LOG_PHASES};
+use testflinger_shared::queues::JobSummary;
+
+/// `GET /v1/job/{id}`: the job as submitted plus `job_id`.
+pub fn job_definition(job: &Job) -> Map<String, Value> {
+    let mut out = job.job_data.clone();
+    out.remove(CLIENT_ID);
+    out.insert("job_id".into(), Value::String(job.job_id.to_string()));
+    out
+}
+
+/// The claim answer (SPEC.md §7): the submitted fields flattened, plus
+/// `job_id`, `client_id`, `started_at` and `attachments_status` when
+/// relevant, with each secret's path replaced by its value ("" when the
+/// secret is gone or withheld).
+pub fn claim(claimed: &Claimed) -> Map<String, Value> {
+    let job = &claimed.job;
+    let mut out = job_definition(job);
+    if let Some(client_id) = job.client_id() {
+        out.insert(CLIENT_ID.into(), Value::String(client_id.to_owned()));
+    }
+    if let Some(started) = job.started_at {
+        out.insert("started_at".into(), Value::String(started.to_rfc3339()));
+    }
+    if let Some(status) = job.attachments_status {
+        out.insert(
+            ATTACHMENTS_STATUS.into(),
+            Value::String(status.as_str().into()),
+        );
+    }
+    if let Some(Value::Object(secrets)) =
+        out.get_mut("test_data").and_then(|t| t.get_mut("secrets"))
+    {
+        for value in secrets.values_mut() {
+            let path = value.as_str().unwrap_or_default();
+            let resolved = claimed.secrets.get(path).cloned().unwrap_or_default();
+            *value = Value::String(resolved);
+        }
+    }
+    out
+}
+
+/// `{job_id, created_at, job_state, job_queue}` (+ `tags` for search).
+pub fn job_summary(summary: &JobSummary, with_tags: bool) -> Value {
+    let mut out = json!({
+        "job_id": summary.job_id,
+        "created_at": summary.created_at.to_rfc3339(),
+        "job_state": summary.job_state,
+        "job_queue": summary.job_queue,
+    });
+    if with_tags {
+        out["tags"] = json!(summary.tags);
+    }
+    out
+}
+
+/// `GET /v1/result/{id}`: every stored result key, `job_state`,
+/// `<phase>_status` for each phase in the status map, and `<phase>_output`
+/// / `<phase>_serial` with each phase's whole log.
+pub fn result(result: &JobResult) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in &result.job.result_data {
+        if key == "status" {
+            if let Some(status) = value.as_object() {
+                for (phase, code) in status {
+                    out.insert(format!("{phase}_status"), code.clone());
+                }
+            }
+        } else {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    for (log_type, fragments) in &result.logs {
+        for (phase, text) in phase_logs(fragments) {
+            out.insert(
+                format!("{phase}_{}", log_type.as_str()),
+                Value::String(text),
+            );
+        }
+    }
+    out.insert(
+        "job_state".into(),
+        Value::String(result.job.state.to_string()),
+    );
+    out
+}
+
+/// Each phase's whole log, for the flat result (`<phase>_output`); only
+/// phases with data.
+fn phase_logs(fragments: &[LogFragment]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for phase in LOG_PHASES {
+        let text: String = fragments
+            .iter()
+            .filter(|f| f.phase == phase)
+            .map(|f| f.log_data.as_str())
+            .collect();
+        if !text.is_empty() {
+            out.push((phase.to_owned(), text));
+        }
+    }
+    out
+}
+
+/// `{"<type>": {"<phase>": {"last_fragment_number", "log_data"}}}` with
+/// every phase present (−1 and "" when empty) unless the query names one
+/// phase. `fragments` must be in fragment-number order.
+pub fn log(log_type: LogType, query: &LogQuery, fragments: &[LogFragment]) -> Value {
+    let phases: Vec<&str> = match &query.phase {
+        Some(phase) => vec![phase.as_str()],
+        None => LOG_PHASES.to_vec(),
+    };
+    let mut out = Map::new();
+    for phase in phases {
+        let mut last = -1;
+        let mut data = String::new();
+        for fragment in fragments
+            .iter()
+            .filter(|f| f.phase == phase && query.admits(f))
+        {
+            last = last.max(fragment.fragment_number);
+            data.push_str(&fragment.log_data);
+        }
+        out.insert(
+            phase.to_owned(),
+            json!({"last_fragment_number": last, "log_data": data}),
+        );
+    }
+    json!({ log_type.as_str(): out })
+}
+
+/// The API's view of an agent: the fields, `name`, `updated_at`, the streak
+/// and `restricted_to` (each of its queues that is restricted, with the
+/// owners); with `details`, also `log` and `provision_log`.
+pub fn agent(agent: &Agent, details: bool, restricted: &[RestrictedQueue]) -> Value {
+    let mut out = Map::new();
+    out.insert("name".into(), Value::String(agent.name.clone()));
+    for (key, value) in &agent.fields {
+        out.insert(key.clone(), value.clone());
+    }
+    out.insert(
+        "updated_at".into(),
+        Value::String(agent.updated_at.to_rfc3339()),
+    );
+    if let Some((kind, count)) = &agent.provision_streak {
+        out.insert("provision_streak_type".into(), Value::String(kind.clone()));
+        out.insert("provision_streak_count".into(), Value::from(*count));
+    }
+    let queues = agent.queues();
+    let restricted_to: Map<String, Value> = restricted
+        .iter()
+        .filter(|r| queues.contains(&r.queue.as_str()))
+        .map(|r| (r.queue.clone(), json!(r.owners)))
+        .collect();
+    out.insert("restricted_to".into(), Value::Object(restricted_to));
+    if details {
+        out.insert("log".into(), json!(agent.log));
+        out.insert(
+            "provision_log".into(),
+            Value::Array(agent.provision_log.clone()),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Agents listed (without their logs).
+pub fn agents(listing: &Agents) -> Vec<Value> {
+    listing
+        .agents
+        .iter()
+        .map(|a| agent(a, false, &listing.restricted))
+        .collect()
+}
+
+/// What the API shows of a client: everything but the secret's hash.
+pub fn client(client: &Client) -> Value {
+    json!({
+        "client_id": client.client_id,
+        "role": client.role.as_str(),
+        "max_priority": client.max_priority,
+        "allowed_queues": client.allowed_queues,
+        "max_reservation_time": client.max_reservation_time,
+    })
+}
+
+pub fn restricted_queue(restriction: &RestrictedQueue) -> Value {
+    json!({ "queue": restriction.queue, "owners": restriction.owners })
+}
+
+/// `GET /v1/queues/wait_times`: `{queue: {"5": s, "10": s, ...}}`.
+pub fn wait_times(waits: &BTreeMap<String, Vec<(u32, f64)>>) -> Value {
+    Value::Object(
+        waits
+            .iter()
+            .map(|(queue, percentiles)| {
+                let values: Map<String, Value> = percentiles
+                    .iter()
+                    .map(|(p, seconds)| (p.to_string(), json!(seconds)))
+                    .collect();
+                (queue.clone(), Value::Object(values))
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testflinger_shared::role::Role;
+    use testflinger_shared::Timestamp;
+
+    fn fragment(n: i64, phase: &str, data: &str, at: i64) -> LogFragment {
+        LogFragment {
+            fragment_number: n,
+            timestamp: Timestamp::from_millis(at),
+            phase: phase.into(),
+            log_data: data.into(),
+        }
+    }
+
+    #[test]
+    fn the_view_has_every_phase_and_filters() {
+        let fragments = [
+            fragment(0, "setup", "a", 10),
+            fragment(1, "setup", "b", 20),
+            fragment(2, "test", "c", 30),
+        ];
+        let all = log(LogType::Output, &LogQuery::default(), &fragments);
+        assert_eq!(
+            all["output"]["setup"],
+            json!({"last_fragment_number": 1, "log_data": "ab"})
+        );
+        assert_eq!(
+            all["output"]["test"],
+            json!({"last_fragment_number": 2, "log_data": "c"})
+        );
+        assert_eq!(
+            all["output"]["cleanup"],
+            json!({"last_fragment_number": -1, "log_data": ""})
+        );
+        assert_eq!(all["output"].as_object().unwrap().len(), LOG_PHASES.len());
+
+        let from_one = LogQuery {
+            start_fragment: 1,
+            ..LogQuery::default()
+        };
+        let view = log(LogType::Serial, &from_one, &fragments);
+        assert_eq!(
+            view["serial"]["setup"],
+            json!({"last_fragment_number": 1, "log_data": "b"})
+        );
+
+        let since = LogQuery {
+            start_timestamp: Some(Timestamp::from_millis(25)),
+            phase: Some("test".into()),
+            ..LogQuery::default()
+        };
+        let view = log(LogType::Output, &since, &fragments);
+        assert_eq!(
+            view,
+            json!({"output": {"test": {"last_fragment_number": 2, "log_data": "c"}}})
+        );
+    }
+
+    #[test]
+    fn a_client_is_shown_without_its_secret_hash() {
+        let client = Client::new("x", "hashed:a long enough secret", Role::Manager);
+        let view = super::client(&client).to_string();
+        assert!(!view.contains("hashed"), "{view}");
+        assert!(view.contains("manager"), "{view}");
+    }
+
+    #[test]
+    fn wait_times_are_keyed_by_percentile() {
+        let mut waits = BTreeMap::new();
+        waits.insert("q".to_owned(), vec![(5, 1.5), (50, 6.0)]);
+        assert_eq!(wait_times(&waits), json!({"q": {"5": 1.5, "50": 6.0}}));
+    }
+}

@@ -1,0 +1,118 @@
+//! Results and live output: what agents post about a running job, what
+//! clients read back.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::App;
+use crate::job::Job;
+use crate::logs::{validate_fragment, LegacyStream, LogFragment, LogQuery, LogType};
+use crate::results::validate_result;
+use crate::{Error, Result, Timestamp};
+
+/// A job's result with its whole logs, for `GET /v1/result/{id}`.
+#[derive(Debug)]
+pub struct JobResult {
+    pub job: Job,
+    /// Each log type's fragments, in fragment-number order.
+    pub logs: Vec<(LogType, Vec<LogFragment>)>,
+}
+
+fn job_not_found(job_id: Uuid) -> Error {
+    Error::NotFound(format!("Job {job_id} not found."))
+}
+
+impl App {
+    /// `POST /v1/result/{id}`: merges the result; a reported state moves
+    /// the job unless it is terminal (then it is only recorded).
+    pub async fn post_result(
+        &self,
+        job_id: Uuid,
+        body: Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let patch = validate_result(body)?;
+        if self.store.apply_result(job_id, &patch, now).await? {
+            Ok(())
+        } else {
+            Err(job_not_found(job_id))
+        }
+    }
+
+    /// `GET /v1/result/{id}`: `None` for an unknown job.
+    pub async fn get_result(&self, job_id: Uuid) -> Result<Option<JobResult>> {
+        let Some(job) = self.store.get_job(job_id).await? else {
+            return Ok(None);
+        };
+        let output = self.store.read_logs(job_id, LogType::Output, 0).await?;
+        let serial = self.store.read_logs(job_id, LogType::Serial, 0).await?;
+        Ok(Some(JobResult {
+            job,
+            logs: vec![(LogType::Output, output), (LogType::Serial, serial)],
+        }))
+    }
+
+    /// `POST /v1/result/{id}/log/{type}`: one fragment; a resend of a
+    /// stored fragment number changes nothing.
+    pub async fn post_log(
+        &self,
+        job_id: Uuid,
+        log_type: &str,
+        body: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let log_type = LogType::parse(log_type)?;
+        let fragment = validate_fragment(body, self.settings.limits.log_fragment)?;
+        if self
+            .store
+            .append_log(job_id, log_type, &fragment, now)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(job_not_found(job_id))
+        }
+    }
+
+    /// `GET /v1/result/{id}/log/{type}`: the fragments from the query's
+    /// `start_fragment` on, in order; the view filters by phase and time.
+    pub async fn get_log(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        query: &LogQuery,
+    ) -> Result<Vec<LogFragment>> {
+        self.store
+            .read_logs(job_id, log_type, query.start_fragment)
+            .await
+    }
+
+    /// `POST /v1/result/{id}/output` (legacy): appends raw text.
+    pub async fn append_live_output(
+        &self,
+        job_id: Uuid,
+        stream: LegacyStream,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        if self
+            .store
+            .append_live_output(job_id, stream, text, now)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(job_not_found(job_id))
+        }
+    }
+
+    /// `GET /v1/result/{id}/output` (legacy): what is new since the last
+    /// read, consumed by this read; `None` when nothing is new.
+    pub async fn take_live_output(
+        &self,
+        job_id: Uuid,
+        stream: LegacyStream,
+    ) -> Result<Option<String>> {
+        self.store.take_live_output(job_id, stream).await
+    }
+}

@@ -1,0 +1,325 @@
+//! Who may do what (SPEC.md §3), as pure functions: each takes the caller
+//! and the records involved, as loaded for this request, and answers `Ok`
+//! or the error to send. The use cases load the records and call these;
+//! nothing here reads a store or a clock.
+
+use crate::app::Caller;
+use crate::clients::{Client, ClientUpdate};
+use crate::role::{AuthMode, Role};
+use crate::{Error, Result};
+
+/// Whether the caller may call an endpoint open to `allowed`: its role is
+/// on the list, or anonymous callers hold one of those roles in `mode`.
+/// Anonymous and refused: 401 (log in); a client without the role: 403.
+pub fn route_access(allowed: &[Role], caller: &Caller, mode: AuthMode) -> Result<()> {
+    let anonymous = mode.anonymous_roles();
+    let permitted = allowed
+        .iter()
+        .any(|role| caller.role() == Some(*role) || anonymous.contains(role));
+    if permitted {
+        return Ok(());
+    }
+    let roles: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+    let roles = roles.join(" or ");
+    Err(match caller.client_id() {
+        None => Error::Unauthorized(format!(
+            "Authentication is required for this endpoint (role: {roles})."
+        )),
+        Some(id) => Error::Forbidden(format!(
+            "Client '{id}' may not do this: it needs the role {roles}."
+        )),
+    })
+}
+
+/// The caller's client, or 401 naming what needed one.
+pub fn require_client<'a>(caller: &'a Caller, what: &str) -> Result<&'a Client> {
+    caller.client.as_ref().ok_or_else(|| {
+        Error::Unauthorized(format!(
+            "{what} needs an authenticated client; log in with a client id and secret."
+        ))
+    })
+}
+
+/// Admins and managers act on other clients' jobs.
+pub fn is_manager(caller: &Caller) -> bool {
+    matches!(caller.role(), Some(Role::Admin | Role::Manager))
+}
+
+/// A job submitted with a token is cancelled only by its client, a manager
+/// or an admin; an anonymous job by anyone (as upstream). `owner` is the
+/// job's submitting client.
+pub fn may_cancel(caller: &Caller, job: &str, owner: Option<&str>) -> Result<()> {
+    let Some(owner) = owner else {
+        return Ok(());
+    };
+    if caller.client.is_none() {
+        // 401, so that a client with credentials logs in and replays.
+        return Err(Error::Unauthorized(format!(
+            "Job {job} was submitted by a client: cancelling it needs that client's (or a manager's) token."
+        )));
+    }
+    if caller.client_id() != Some(owner) && !is_manager(caller) {
+        return Err(Error::Forbidden(format!(
+            "Job {job} belongs to client '{owner}': only that client, a manager or an admin may cancel it."
+        )));
+    }
+    Ok(())
+}
+
+/// Who changes a client: a client through the API, or the operator at the
+/// server's own command line (who may do anything).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    Operator,
+    Client(&'a Client),
+}
+
+/// Whether `actor` may apply `update` to client `target_id` (`current`
+/// when it exists). An admin changes anyone; anyone else only clients of a
+/// lower role, and itself only in its secret; nobody but an admin grants a
+/// role at or above their own.
+pub fn may_update_client(
+    actor: Actor<'_>,
+    target_id: &str,
+    current: Option<&Client>,
+    update: &ClientUpdate,
+) -> Result<()> {
+    let me = match actor {
+        Actor::Operator => return Ok(()),
+        Actor::Client(me) => me,
+    };
+    if let Some(current) = current {
+        let allowed = if current.client_id == me.client_id {
+            me.role == Role::Admin || update.only_secret()
+        } else {
+            me.may_change(&current.client_id, current.role)
+        };
+        if !allowed {
+            return Err(Error::Forbidden(format!(
+                "Client '{}' ({}) may not change client '{target_id}' ({}): only an admin changes \
+                 clients of its own role or above, or its own permissions.",
+                me.client_id,
+                me.role.as_str(),
+                current.role.as_str()
+            )));
+        }
+    }
+    if let Some(role) = update.role {
+        if me.role != Role::Admin && role.rank() >= me.role.rank() {
+            return Err(Error::Forbidden(format!(
+                "Client '{}' ({}) may grant only roles below its own, not {}.",
+                me.client_id,
+                me.role.as_str(),
+                role.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Owning a queue grants it in the owner's `allowed_queues`, so naming an
+/// owner follows the rules of changing that client: oneself, or a client of
+/// a lower role (an admin: anyone).
+pub fn may_change_owner(caller: &Caller, owner: &Client) -> Result<()> {
+    let me = require_client(caller, "Restricting queues")?;
+    if owner.client_id == me.client_id || me.may_change(&owner.client_id, owner.role) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "Client '{}' ({}) may not change the queues of client '{}' ({}).",
+            me.client_id,
+            me.role.as_str(),
+            owner.client_id,
+            owner.role.as_str()
+        )))
+    }
+}
+
+/// A client writes and deletes its own secrets; an admin anyone's.
+pub fn may_write_secrets(caller: &Caller, owner_id: &str) -> Result<()> {
+    let me = require_client(caller, "Writing secrets")?;
+    if me.client_id != owner_id && me.role != Role::Admin {
+        return Err(Error::Forbidden(format!(
+            "Client '{}' may not change the secrets of client '{owner_id}'.",
+            me.client_id
+        )));
+    }
+    Ok(())
+}
+
+/// Secret values go only to a claim made with an agent token, never to an
+/// anonymous claimer (who may be anyone in the open mode).
+pub fn may_receive_secrets(caller: &Caller) -> bool {
+    caller.role() == Some(Role::Agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::validate_client_update;
+    use serde_json::json;
+
+    fn caller(id: &str, role: Role) -> Caller {
+        Caller {
+            client: Some(Client::new(id, "hash", role)),
+        }
+    }
+
+    fn status(result: Result<()>) -> &'static str {
+        match result {
+            Ok(()) => "ok",
+            Err(Error::Unauthorized(_)) => "401",
+            Err(Error::Forbidden(_)) => "403",
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn update(body: serde_json::Value) -> ClientUpdate {
+        validate_client_update(body.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn anonymous_callers_hold_the_roles_of_their_mode() {
+        let anon = Caller::anonymous();
+        let agent_only = [Role::Agent];
+        assert_eq!(
+            status(route_access(&agent_only, &anon, AuthMode::Open)),
+            "ok"
+        );
+        assert_eq!(
+            status(route_access(&agent_only, &anon, AuthMode::Standard)),
+            "401"
+        );
+        let people = [Role::Admin, Role::Manager, Role::Contributor];
+        assert_eq!(
+            status(route_access(&people, &anon, AuthMode::Standard)),
+            "ok"
+        );
+        assert_eq!(
+            status(route_access(&people, &anon, AuthMode::Strict)),
+            "401"
+        );
+    }
+
+    #[test]
+    fn a_client_without_the_role_is_forbidden_not_unauthorized() {
+        let agent = caller("a", Role::Agent);
+        assert_eq!(
+            status(route_access(&[Role::Admin], &agent, AuthMode::Open)),
+            "403"
+        );
+        assert_eq!(
+            status(route_access(&[Role::Agent], &agent, AuthMode::Strict)),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn jobs_are_cancelled_by_their_owner_or_a_manager() {
+        let job = "j";
+        assert_eq!(status(may_cancel(&Caller::anonymous(), job, None)), "ok");
+        assert_eq!(
+            status(may_cancel(&Caller::anonymous(), job, Some("c"))),
+            "401"
+        );
+        assert_eq!(
+            status(may_cancel(&caller("c", Role::Contributor), job, Some("c"))),
+            "ok"
+        );
+        assert_eq!(
+            status(may_cancel(&caller("d", Role::Contributor), job, Some("c"))),
+            "403"
+        );
+        assert_eq!(
+            status(may_cancel(&caller("m", Role::Manager), job, Some("c"))),
+            "ok"
+        );
+        assert_eq!(
+            status(may_cancel(&caller("x", Role::Admin), job, Some("c"))),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn managers_change_only_lower_roles_and_themselves_only_in_their_secret() {
+        let manager = Client::new("m", "h", Role::Manager);
+        let me = Actor::Client(&manager);
+        let contributor = Client::new("c", "h", Role::Contributor);
+        let peer = Client::new("p", "h", Role::Manager);
+        let role = update(json!({"role": "agent"}));
+        assert_eq!(
+            status(may_update_client(me, "c", Some(&contributor), &role)),
+            "ok"
+        );
+        assert_eq!(
+            status(may_update_client(me, "p", Some(&peer), &role)),
+            "403"
+        );
+        let secret = update(json!({"client_secret": "a-long-enough-secret"}));
+        assert_eq!(
+            status(may_update_client(me, "m", Some(&manager), &secret)),
+            "ok"
+        );
+        assert_eq!(
+            status(may_update_client(me, "m", Some(&manager), &role)),
+            "403"
+        );
+        let grant_peer = update(json!({"role": "manager"}));
+        assert_eq!(
+            status(may_update_client(me, "new", None, &grant_peer)),
+            "403"
+        );
+    }
+
+    #[test]
+    fn admins_and_the_operator_change_anyone() {
+        let admin = Client::new("a", "h", Role::Admin);
+        let other = Client::new("b", "h", Role::Admin);
+        let grant = update(json!({"role": "admin"}));
+        for actor in [Actor::Client(&admin), Actor::Operator] {
+            assert_eq!(
+                status(may_update_client(actor, "b", Some(&other), &grant)),
+                "ok"
+            );
+            assert_eq!(
+                status(may_update_client(actor, "a", Some(&admin), &grant)),
+                "ok"
+            );
+        }
+    }
+
+    #[test]
+    fn owners_are_named_under_the_rules_of_changing_them() {
+        let manager = caller("m", Role::Manager);
+        let contributor = Client::new("c", "h", Role::Contributor);
+        let admin = Client::new("a", "h", Role::Admin);
+        assert_eq!(status(may_change_owner(&manager, &contributor)), "ok");
+        assert_eq!(status(may_change_owner(&manager, &admin)), "403");
+        let me = manager.client.clone().unwrap();
+        assert_eq!(status(may_change_owner(&manager, &me)), "ok");
+        assert_eq!(
+            status(may_change_owner(&Caller::anonymous(), &contributor)),
+            "401"
+        );
+    }
+
+    #[test]
+    fn secrets_are_written_by_their_client_or_an_admin() {
+        assert_eq!(
+            status(may_write_secrets(&caller("c", Role::Contributor), "c")),
+            "ok"
+        );
+        assert_eq!(
+            status(may_write_secrets(&caller("c", Role::Manager), "d")),
+            "403"
+        );
+        assert_eq!(
+            status(may_write_secrets(&caller("a", Role::Admin), "d")),
+            "ok"
+        );
+        assert_eq!(status(may_write_secrets(&Caller::anonymous(), "d")), "401");
+        assert!(may_receive_secrets(&caller("g", Role::Agent)));
+        assert!(!may_receive_secrets(&caller("a", Role::Admin)));
+        assert!(!may_receive_secrets(&Caller::anonymous()));
+    }
+}

@@ -1,0 +1,147 @@
+//! The agents of MongoStore.
+
+use super::*;
+
+/// Compare-and-set attempts of a provision streak under contention.
+pub(super) const PROVISION_ATTEMPTS: usize = 64;
+
+/// Reads an agent document: upstream keeps the agent's fields at the top.
+pub(super) fn agent_from_document(mut document: Document) -> Agent {
+    document.remove("_id");
+    let name = document.get_str("name").unwrap_or_default().to_owned();
+    document.remove("name");
+    let updated_at = document
+        .get_datetime("updated_at")
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(0);
+    document.remove("updated_at");
+    let strings = |value: Option<Bson>| -> Vec<Bson> {
+        match value {
+            Some(Bson::Array(items)) => items,
+            _ => Vec::new(),
+        }
+    };
+    let log = strings(document.remove("log"))
+        .into_iter()
+        .filter_map(|b| b.as_str().map(str::to_owned))
+        .collect();
+    let provision_log = strings(document.remove("provision_log"))
+        .into_iter()
+        .map(Bson::into_relaxed_extjson)
+        .collect();
+    let streak = match (
+        document.remove("provision_streak_type"),
+        document.remove("provision_streak_count"),
+    ) {
+        (Some(Bson::String(kind)), Some(count)) => {
+            let count = match count {
+                Bson::Int64(n) => n,
+                Bson::Int32(n) => i64::from(n),
+                _ => 0,
+            };
+            Some((kind, count))
+        }
+        _ => None,
+    };
+    Agent {
+        name,
+        fields: to_json_map(document),
+        log,
+        updated_at: Timestamp::from_millis(updated_at),
+        provision_streak: streak,
+        provision_log,
+    }
+}
+
+#[async_trait]
+impl AgentStore for MongoStore {
+    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
+        let mut set = to_document(&update.fields, "agent")?;
+        set.insert("updated_at", date(now));
+        check_size(&set)?;
+        let mut change = doc! {"$set": set};
+        if !update.log.is_empty() {
+            change.insert(
+                "$push",
+                doc! {"log": {"$each": &update.log, "$slice": -(crate::agents::AGENT_LOG_KEEP as i64)}},
+            );
+        }
+        self.db
+            .collection::<Document>(AGENTS)
+            .update_one(doc! {"name": name}, change)
+            .upsert(true)
+            .await
+            .map_err(|e| Error::backend("storing an agent", e))?;
+        Ok(())
+    }
+
+    async fn get_agent(&self, name: &str) -> Result<Option<Agent>> {
+        let found = self
+            .db
+            .collection::<Document>(AGENTS)
+            .find_one(doc! {"name": name})
+            .await
+            .map_err(|e| Error::backend("reading an agent", e))?;
+        Ok(found.map(agent_from_document))
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>> {
+        let documents = collect_all(
+            self.db
+                .collection::<Document>(AGENTS)
+                .find(doc! {})
+                .sort(doc! {"name": 1}),
+            "reading agents",
+        )
+        .await?;
+        Ok(documents.into_iter().map(agent_from_document).collect())
+    }
+
+    async fn record_provision(
+        &self,
+        name: &str,
+        entry: &ProvisionEntry,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let stored = bson::to_bson(&entry.to_value(now))
+            .map_err(|e| Error::backend("recording a provision", e))?;
+        // The streak moves by compare-and-set on the streak it was computed
+        // from, so concurrent posts for one agent each count once.
+        for _ in 0..PROVISION_ATTEMPTS {
+            let Some(agent) = self.get_agent(name).await? else {
+                return Ok(false);
+            };
+            let current = agent
+                .provision_streak
+                .as_ref()
+                .map(|(k, n)| (k.as_str(), *n));
+            let (kind, count) = crate::agents::next_streak(current, entry.exit_code);
+            let filter = match &agent.provision_streak {
+                Some((old_kind, old_count)) => doc! {
+                    "name": name, "provision_streak_type": old_kind, "provision_streak_count": old_count,
+                },
+                None => doc! {"name": name, "provision_streak_type": {"$exists": false}},
+            };
+            let changed = self
+                .db
+                .collection::<Document>(AGENTS)
+                .update_one(
+                    filter,
+                    doc! {
+                        "$set": {"provision_streak_type": kind, "provision_streak_count": count},
+                        "$push": {"provision_log": {"$each": [stored.clone()], "$slice": -(crate::agents::PROVISION_LOG_KEEP as i64)}},
+                    },
+                )
+                .await
+                .map_err(|e| Error::backend("recording a provision", e))?;
+            if changed.matched_count == 1 {
+                return Ok(true);
+            }
+            tokio::task::yield_now().await;
+        }
+        Err(Error::backend(
+            "recording a provision",
+            format!("the agent {name} changed {PROVISION_ATTEMPTS} times while its streak was being updated"),
+        ))
+    }
+}

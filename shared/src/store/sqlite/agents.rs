@@ -1,0 +1,114 @@
+//! The agents of SqliteStore.
+
+use super::*;
+
+pub(super) const AGENT_COLUMNS: &str =
+    "name, fields, log, updated_at, streak_type, streak_count, provision_log";
+
+pub(super) fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
+    let fields: String = row.get(1)?;
+    let log: String = row.get(2)?;
+    let streak_type: Option<String> = row.get(4)?;
+    let streak_count: Option<i64> = row.get(5)?;
+    let provision_log: String = row.get(6)?;
+    Ok(Agent {
+        name: row.get(0)?,
+        fields: parse_object(&fields),
+        log: serde_json::from_str(&log).unwrap_or_default(),
+        updated_at: Timestamp::from_millis(row.get(3)?),
+        provision_streak: streak_type.zip(streak_count),
+        provision_log: serde_json::from_str(&provision_log).unwrap_or_default(),
+    })
+}
+
+pub(super) fn load_agent(conn: &Connection, name: &str) -> rusqlite::Result<Option<Agent>> {
+    conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"
+    ))?
+    .query_row([name], agent_from_row)
+    .optional()
+}
+
+pub(super) fn save_agent(conn: &Connection, agent: &Agent) -> rusqlite::Result<()> {
+    let (streak_type, streak_count) = agent.provision_streak.clone().unzip();
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        agent.name,
+        to_json(&agent.fields),
+        Value::from(agent.log.clone()).to_string(),
+        agent.updated_at.millis(),
+        streak_type,
+        streak_count,
+        Value::Array(agent.provision_log.clone()).to_string(),
+    ])?;
+    Ok(())
+}
+
+#[async_trait]
+impl AgentStore for SqliteStore {
+    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
+        let (name, update) = (name.to_owned(), update.clone());
+        self.write("storing an agent", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut agent = load_agent(&tx, &name)?.unwrap_or_else(|| Agent {
+                name: name.clone(),
+                fields: Map::new(),
+                log: Vec::new(),
+                updated_at: now,
+                provision_streak: None,
+                provision_log: Vec::new(),
+            });
+            agent.fields.extend(update.fields);
+            agent.log.extend(update.log);
+            crate::agents::keep_last(&mut agent.log, crate::agents::AGENT_LOG_KEEP);
+            agent.updated_at = now;
+            save_agent(&tx, &agent)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn get_agent(&self, name: &str) -> Result<Option<Agent>> {
+        let name = name.to_owned();
+        self.read_now("reading an agent", move |conn| load_agent(conn, &name))
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>> {
+        self.read("reading agents", |conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
+            let rows = stmt.query_map([], agent_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn record_provision(
+        &self,
+        name: &str,
+        entry: &ProvisionEntry,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (name, entry) = (name.to_owned(), entry.clone());
+        self.write("recording a provision", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(mut agent) = load_agent(&tx, &name)? else {
+                return Ok(false);
+            };
+            let current = agent
+                .provision_streak
+                .as_ref()
+                .map(|(k, n)| (k.as_str(), *n));
+            let (kind, count) = crate::agents::next_streak(current, entry.exit_code);
+            agent.provision_streak = Some((kind.to_owned(), count));
+            agent.provision_log.push(entry.to_value(now));
+            crate::agents::keep_last(&mut agent.provision_log, crate::agents::PROVISION_LOG_KEEP);
+            save_agent(&tx, &agent)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+}

@@ -1,0 +1,375 @@
+//! The jobs of SqliteStore.
+
+use super::*;
+
+pub(super) const JOB_COLUMNS: &str =
+    "job_id, job_queue, job_priority, state, created_at, started_at, \
+                           attachments_status, job_data, result_data";
+
+/// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
+/// and [`Store::insert_jobs`].
+pub(super) fn insert_job_row(conn: &Connection, job: &NewJob) -> rusqlite::Result<()> {
+    let exclude = (!job.exclude_agents.is_empty())
+        .then(|| Value::from(job.exclude_agents.clone()).to_string());
+    conn.prepare_cached(
+        "INSERT INTO jobs (job_id, job_queue, job_priority, state, created_at, \
+         attachments_status, exclude_agents, job_data, updated_at) \
+         VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?4)",
+    )?
+    .execute(params![
+        job.job_id.to_string(),
+        job.job_queue,
+        job.job_priority,
+        job.created_at.millis(),
+        job.attachments_status.map(AttachmentsStatus::as_str),
+        exclude,
+        to_json(&job.job_data),
+    ])?;
+    Ok(())
+}
+
+pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<JobSummary> {
+    let job = job_from_row(row)?;
+    Ok(JobSummary::of(&job))
+}
+
+pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let id: String = row.get(0)?;
+    let attachments: Option<String> = row.get(6)?;
+    let job_data: String = row.get(7)?;
+    let result_data: String = row.get(8)?;
+    Ok(Job {
+        job_id: Uuid::parse_str(&id).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })?,
+        job_queue: row.get(1)?,
+        job_priority: row.get(2)?,
+        state: JobState::parse(&row.get::<_, String>(3)?),
+        created_at: Timestamp::from_millis(row.get(4)?),
+        started_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
+        attachments_status: attachments.as_deref().and_then(AttachmentsStatus::parse),
+        job_data: parse_object(&job_data),
+        result_data: parse_object(&result_data),
+    })
+}
+
+/// The `seq` of the job a claim takes for `queues` distinct queues: the best
+/// candidate of each queue comes from the `jobs_claim` index (one seek per
+/// queue), then the best of those. Parameters: ?2 agent name, then one per
+/// queue from ?3.
+pub(super) fn candidate_sql(queues: usize) -> String {
+    let per_queue: Vec<String> = (0..queues)
+        .map(|i| {
+            format!(
+                "SELECT * FROM (SELECT seq, job_priority FROM jobs \
+                 WHERE state = 'waiting' AND job_queue = ?{} \
+                 AND (attachments_status IS NULL OR attachments_status = 'complete') \
+                 AND (exclude_agents IS NULL OR ?2 IS NULL \
+                      OR NOT EXISTS (SELECT 1 FROM json_each(jobs.exclude_agents) WHERE value = ?2)) \
+                 ORDER BY job_priority DESC, seq LIMIT 1)",
+                i + 3
+            )
+        })
+        .collect();
+    format!(
+        "SELECT seq FROM ({}) ORDER BY job_priority DESC, seq LIMIT 1",
+        per_queue.join(" UNION ALL ")
+    )
+}
+
+/// The claim: the candidate flipped to `running` in one statement.
+/// Parameters: ?1 now, then those of [`candidate_sql`].
+pub(super) fn claim_sql(queues: usize) -> String {
+    format!(
+        "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1 \
+         WHERE seq = ({}) RETURNING {JOB_COLUMNS}",
+        candidate_sql(queues)
+    )
+}
+
+/// Whether the claim would find a job; the same parameters as [`claim_sql`].
+pub(super) fn probe_sql(queues: usize) -> String {
+    format!(
+        "SELECT ?1 IS NOT NULL AND EXISTS ({})",
+        candidate_sql(queues)
+    )
+}
+
+/// The claim statement's parameters: ?1 now, ?2 agent name, then the queues.
+pub(super) fn claim_values(request: &ClaimRequest, now: Timestamp) -> Vec<rusqlite::types::Value> {
+    let mut values: Vec<rusqlite::types::Value> =
+        vec![now.millis().into(), request.agent_name.clone().into()];
+    values.extend(request.queues.iter().cloned().map(Into::into));
+    values
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn insert_job(&self, job: &NewJob) -> Result<()> {
+        let job = job.clone();
+        self.write("storing a job", move |conn| insert_job_row(conn, &job))
+            .await
+    }
+
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let jobs = jobs.to_vec();
+        // One transaction: one commit (and one WAL sync) for the batch.
+        self.write("storing jobs", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for job in &jobs {
+                insert_job_row(&tx, job)?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>> {
+        self.read_now("reading a job", move |conn| {
+            conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"))?
+                .query_row([job_id.to_string()], job_from_row)
+                .optional()
+        })
+    }
+
+    async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>> {
+        if request.queues.is_empty() {
+            return Ok(None);
+        }
+        // Most claims find nothing (idle agents poll every few seconds): a
+        // read, in parallel with everything else under WAL, says so without
+        // taking the single writer.
+        let any = self.read_now("looking for a job to claim", |conn| {
+            conn.prepare_cached(&probe_sql(request.queues.len()))?
+                .query_row(params_from_iter(claim_values(request, now)), |r| {
+                    r.get::<_, bool>(0)
+                })
+        })?;
+        if !any {
+            return Ok(None);
+        }
+        let request = request.clone();
+        // One statement, so one atomic write; the wait is the job's own
+        // `started_at - created_at`.
+        self.write("claiming a job", move |conn| {
+            conn.prepare_cached(&claim_sql(request.queues.len()))?
+                .query_row(params_from_iter(claim_values(&request, now)), job_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn cancel_job(&self, job_id: Uuid, now: Timestamp) -> Result<CancelOutcome> {
+        self.write("cancelling a job", move |conn| {
+            let id = job_id.to_string();
+            let terminal = JobState::terminal_names()
+                .map(|s| format!("'{s}'"))
+                .join(", ");
+            let changed = conn
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET state = '{}', updated_at = ?2 \
+                     WHERE job_id = ?1 AND state NOT IN ({terminal})",
+                    JobState::Cancelled
+                ))?
+                .execute(params![id, now.millis()])?;
+            if changed == 1 {
+                return Ok(CancelOutcome::Cancelled);
+            }
+            Ok(if job_exists(conn, &id)? {
+                CancelOutcome::AlreadyFinished
+            } else {
+                CancelOutcome::NotFound
+            })
+        })
+        .await
+    }
+
+    async fn apply_result(
+        &self,
+        job_id: Uuid,
+        patch: &ResultPatch,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let patch = patch.clone();
+        self.write("storing a result", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let id = job_id.to_string();
+            let current: Option<(String, String)> = tx
+                .prepare_cached("SELECT state, result_data FROM jobs WHERE job_id = ?1")?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((state, result_data)) = current else {
+                return Ok(false);
+            };
+            let mut result = parse_object(&result_data);
+            for (key, value) in &patch.fields {
+                result.insert(key.clone(), value.clone());
+            }
+            let mut new_state = state.clone();
+            if let Some(reported) = &patch.job_state {
+                match JobState::parse(&state).after_report(reported) {
+                    Some(next) => {
+                        result.remove(results::REPORTED_STATE_KEY);
+                        new_state = next.to_string();
+                    }
+                    None => {
+                        result.insert(
+                            results::REPORTED_STATE_KEY.into(),
+                            Value::String(reported.clone()),
+                        );
+                    }
+                }
+            }
+            tx.prepare_cached(
+                "UPDATE jobs SET state = ?2, result_data = ?3, updated_at = ?4 WHERE job_id = ?1",
+            )?
+            .execute(params![id, new_state, to_json(&result), now.millis()])?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>> {
+        self.read("finding a job's position", move |conn| {
+            let found: Option<(String, i64, i64, String)> = conn
+                .prepare_cached(
+                    "SELECT job_queue, job_priority, seq, state FROM jobs WHERE job_id = ?1",
+                )?
+                .query_row([job_id.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            let Some((queue, priority, seq, state)) = found else {
+                return Ok(None);
+            };
+            if JobState::parse(&state) != JobState::Waiting {
+                return Ok(None);
+            }
+            let ahead: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM jobs WHERE state = 'waiting' AND job_queue = ?1 \
+                     AND (attachments_status IS NULL OR attachments_status = 'complete') \
+                     AND (job_priority > ?2 OR (job_priority = ?2 AND seq < ?3))",
+                )?
+                .query_row(params![queue, priority, seq], |r| r.get(0))?;
+            Ok(Some(ahead as u64))
+        })
+        .await
+    }
+
+    async fn queue_jobs(&self, queue: &str, limit: usize) -> Result<Vec<JobSummary>> {
+        let queue = queue.to_owned();
+        self.read("listing a queue's jobs", move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE job_queue = ?1 ORDER BY seq DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![queue, limit as i64], summary_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn wait_times(
+        &self,
+        queues: &[String],
+        since: Timestamp,
+        per_queue: usize,
+    ) -> Result<BTreeMap<String, Vec<i64>>> {
+        let queues = queues.to_vec();
+        self.read("reading wait times", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT job_queue, started_at - created_at FROM jobs \
+                 WHERE started_at IS NOT NULL AND started_at >= ?1 ORDER BY started_at DESC",
+            )?;
+            let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            let rows = stmt.query_map([since.millis()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (queue, wait) = row?;
+                if !queues.is_empty() && !queues.contains(&queue) {
+                    continue;
+                }
+                let waits = out.entry(queue).or_default();
+                if waits.len() < per_queue {
+                    waits.push(wait.max(0));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
+        self.write("marking attachments uploaded", move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET attachments_status = 'complete' \
+                     WHERE job_id = ?1 AND attachments_status IS NOT NULL",
+                )?
+                .execute([job_id.to_string()])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>> {
+        let query = query.clone();
+        self.read("searching jobs", move |conn| {
+            let mut conditions: Vec<String> = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            let placeholders = |items: &[String], values: &mut Vec<rusqlite::types::Value>| {
+                let start = values.len();
+                values.extend(items.iter().cloned().map(Into::into));
+                (start..values.len()).map(|i| format!("?{}", i + 1)).collect::<Vec<_>>().join(", ")
+            };
+            if !query.tags.is_empty() {
+                let list = placeholders(&query.tags, &mut values);
+                if query.match_all {
+                    let distinct = query.tags.iter().collect::<std::collections::HashSet<_>>().len();
+                    conditions.push(format!(
+                        "(SELECT count(DISTINCT value) FROM json_each(jobs.job_data, '$.tags') WHERE value IN ({list})) = {distinct}"
+                    ));
+                } else {
+                    conditions.push(format!(
+                        "EXISTS (SELECT 1 FROM json_each(jobs.job_data, '$.tags') WHERE value IN ({list}))"
+                    ));
+                }
+            }
+            let mut state_terms = Vec::new();
+            if !query.states.is_empty() {
+                state_terms.push(format!("state IN ({})", placeholders(&query.states, &mut values)));
+            }
+            if query.active {
+                let terminal: Vec<String> = JobState::terminal_names().iter().map(|s| s.to_string()).collect();
+                state_terms.push(format!("state NOT IN ({})", placeholders(&terminal, &mut values)));
+            }
+            if !state_terms.is_empty() {
+                conditions.push(format!("({})", state_terms.join(" OR ")));
+            }
+            if let Some((created, id)) = query.before {
+                values.push(created.millis().into());
+                values.push(id.to_string().into());
+                let (c, i) = (values.len() - 1, values.len());
+                conditions.push(format!("(created_at < ?{c} OR (created_at = ?{c} AND job_id < ?{i}))"));
+            }
+            let filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            };
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, job_id DESC LIMIT {}",
+                query.limit + 1
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(values), summary_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+}
