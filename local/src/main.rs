@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use testflinger_functions::{app, telemetry, AppState};
 use testflinger_shared::backends::Backends;
 use testflinger_shared::config::{Config, KEYS};
@@ -18,49 +19,196 @@ use testflinger_shared::{retention, Timestamp};
 
 const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
-const USAGE: &str = "\
-Usage: testflinger-local [serve] [--bind ADDR:PORT]
-       testflinger-local setup
-       testflinger-local create-client CLIENT_ID --secret SECRET --role ROLE
-                 [--max-priority QUEUE=N]... [--allowed-queue QUEUE]...
-                 [--max-reservation QUEUE=SECONDS]...
-       testflinger-local preload --jobs N [--queues Q] [--prefix NAME]
+/// The overview of `--help`: what each command does.
+const LONG_ABOUT: &str = "\
+The Testflinger server on one port, for a laptop or a lab without AWS: every \
+endpoint of the route table behind one router.
 
-serve (the default) serves the Testflinger API on one port (default
-127.0.0.1:8000). setup prepares the configured backends once per deployment
-(MongoDB indexes, including the retention TTLs, and the S3 bucket); running
-it again changes nothing. create-client writes a client straight to the
-configured store, with its secret hashed, so that a fresh deployment gets
-its first admin without the API; an existing client gets the fields given.
-`--secret -` reads the secret from the first line of standard input, which
-keeps it out of the process list and the shell history. QUEUE may be \"*\"
-(any queue). preload writes N waiting jobs straight to the configured store,
-round-robin over Q queues named NAME0, NAME1, ... (default 100 queues named
-loadgen-q0 to loadgen-q99, those of testflinger-loadgen), in batches of
-10,000: a fast way to give benchmarks a deep backlog.
+serve (the default) serves the Testflinger API on one port (default \
+127.0.0.1:8000). setup prepares the configured backends once per deployment \
+(MongoDB indexes, including the retention TTLs, and the S3 bucket); running \
+it again changes nothing. create-client writes a client straight to the \
+configured store, with its secret hashed, so that a fresh deployment gets its \
+first admin without the API; an existing client gets the fields given. \
+`--secret -` reads the secret from the first line of standard input, which \
+keeps it out of the process list and the shell history. QUEUE may be \"*\" \
+(any queue). preload writes N waiting jobs straight to the configured store, \
+round-robin over Q queues named NAME0, NAME1, ... (default 100 queues named \
+loadgen-q0 to loadgen-q99, those of testflinger-loadgen), in batches of \
+10,000: a fast way to give benchmarks a deep backlog.";
 
-Configuration comes from the environment and from the file named by
-TESTFLINGER_CONFIG (default ./testflinger.conf, if present); see README.md.
+/// Where the settings come from, under the help of `serve` (and of no command).
+const CONFIGURATION: &str = "\
+Configuration comes from the environment and from the file named by \
+TESTFLINGER_CONFIG (default ./testflinger.conf, if present); see README.md.";
 
-Options:
-  --bind ADDR:PORT   address to listen on (0.0.0.0:8000 opens it to the network)
-  -h, --help         this text
-";
+/// [`CONFIGURATION`] with a pointer to the settings, under the commands
+/// other than `serve`.
+const CONFIGURATION_SEE_SETTINGS: &str = "\
+Configuration comes from the environment and from the file named by \
+TESTFLINGER_CONFIG (default ./testflinger.conf, if present); see README.md. \
+`testflinger-local --help` lists the settings.";
 
+/// [`CONFIGURATION`] and, for `--help`, every setting with its meaning.
+fn settings_help() -> String {
+    const WIDTH: usize = 100;
+    let key_width = KEYS.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+    let indent = 2 + key_width + 2;
+    let mut text = format!("{CONFIGURATION}\n\nSettings:");
+    for (key, meaning) in KEYS {
+        text.push_str(&format!("\n  {key:<key_width$}  "));
+        // A meaning too long for one line goes on under itself.
+        let mut column = indent;
+        for (i, word) in meaning.split(' ').enumerate() {
+            if i > 0 && column + 1 + word.len() > WIDTH {
+                text.push_str(&format!("\n{:indent$}", ""));
+                column = indent;
+            } else if i > 0 {
+                text.push(' ');
+                column += 1;
+            }
+            text.push_str(word);
+            column += word.len();
+        }
+    }
+    text
+}
+
+/// The Testflinger server on one port, for a laptop or a lab without AWS
+#[derive(Debug, Parser)]
+#[command(
+    name = "testflinger-local",
+    long_about = LONG_ABOUT,
+    // `--bind` alone means `serve --bind`; with another command it is an error.
+    args_conflicts_with_subcommands = true,
+    args_override_self = true,
+    after_help = CONFIGURATION,
+    after_long_help = settings_help(),
+)]
+struct Cli {
+    #[command(flatten)]
+    serve: Serve,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+impl Cli {
+    /// The command to run: `serve` unless another is given.
+    fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
-    Serve { bind: SocketAddr },
+    /// Serve the Testflinger API on one port (the default command)
+    ///
+    /// Serves every endpoint of the route table on one port (default
+    /// 127.0.0.1:8000) until Ctrl-C or SIGTERM; the requests in flight
+    /// finish first. Expired jobs and blobs are removed now and then.
+    #[command(
+        args_override_self = true,
+        after_help = CONFIGURATION,
+        after_long_help = settings_help(),
+    )]
+    Serve(Serve),
+    /// Prepare the configured backends, once per deployment
+    ///
+    /// Prepares the configured backends once per deployment: the MongoDB
+    /// indexes, including the retention TTLs, and the S3 bucket. Running it
+    /// again changes nothing. Each step done is printed as "ready: STEP".
+    #[command(after_help = CONFIGURATION_SEE_SETTINGS)]
     Setup,
-    CreateClient(NewClient),
+    /// Write a client straight to the configured store, its secret hashed
+    ///
+    /// Writes a client straight to the configured store, with its secret
+    /// hashed, so that a fresh deployment gets its first admin without the
+    /// API. An existing client gets the fields given (a new secret also ends
+    /// the sessions of the old one); the others stay as they are.
+    #[command(
+        args_override_self = true,
+        after_help = CONFIGURATION_SEE_SETTINGS,
+    )]
+    CreateClient(CreateClient),
+    /// Write N waiting jobs straight to the configured store, for benchmarks
+    ///
+    /// Writes N waiting jobs straight to the configured store, round-robin
+    /// over Q queues named NAME0, NAME1, ... (default 100 queues named
+    /// loadgen-q0 to loadgen-q99, those of testflinger-loadgen), in batches
+    /// of 10,000: a fast way to give benchmarks a deep backlog.
+    #[command(
+        args_override_self = true,
+        after_help = CONFIGURATION_SEE_SETTINGS,
+    )]
     Preload(Preload),
-    Help,
+}
+
+/// The `serve` arguments (also accepted without the word `serve`).
+#[derive(Debug, Args)]
+struct Serve {
+    /// Address to listen on (0.0.0.0:8000 opens it to the network)
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = DEFAULT_BIND,
+        value_parser = bind_address
+    )]
+    bind: SocketAddr,
+}
+
+fn bind_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:8000"))
 }
 
 /// The `preload` arguments.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Args, PartialEq, Eq)]
 struct Preload {
+    /// How many waiting jobs to write
+    // allow_negative_numbers: "-1" is a bad value, not an unknown option.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = whole_number,
+        allow_negative_numbers = true
+    )]
     jobs: u64,
+    /// How many queues to spread them over, round-robin
+    #[arg(
+        long,
+        value_name = "Q",
+        default_value_t = 100,
+        value_parser = count_above_zero,
+        allow_negative_numbers = true
+    )]
     queues: usize,
+    /// The queues' names: NAME0, NAME1, ...
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "loadgen-q",
+        value_parser = prefix
+    )]
     prefix: String,
+}
+
+fn whole_number(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))
+}
+
+fn count_above_zero(text: &str) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is not a whole number above 0"))
+}
+
+fn prefix(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the prefix must not be empty".into());
+    }
+    Ok(text.to_owned())
 }
 
 /// Jobs written per `insert_jobs` call by `preload`.
@@ -68,53 +216,52 @@ const PRELOAD_BATCH: usize = 10_000;
 /// How often `preload` reports its progress.
 const PRELOAD_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The value after an option, or an error naming the option.
-fn option_value<'a>(
-    rest: &mut impl Iterator<Item = &'a String>,
-    name: &str,
-) -> Result<String, String> {
-    rest.next()
-        .cloned()
-        .ok_or_else(|| format!("{name} needs a value"))
+/// The `create-client` arguments.
+#[derive(Debug, Args)]
+struct CreateClient {
+    /// The client's id: 1 to 128 printable characters, without spaces, '/',
+    /// '$' or ':'
+    #[arg(value_name = "CLIENT_ID", value_parser = client_id)]
+    client_id: String,
+    /// The client's secret, stored hashed (needed for a new client); "-"
+    /// reads it from the first line of standard input, which keeps it out of
+    /// the process list and the shell history
+    // A secret may begin with '-'.
+    #[arg(long, value_name = "SECRET", allow_hyphen_values = true)]
+    secret: Option<String>,
+    /// The client's role: admin, manager, contributor or agent (needed for a
+    /// new client)
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+    /// The highest job priority the client may give on QUEUE; QUEUE may be
+    /// "*" (any queue). Repeatable
+    #[arg(long, value_name = "QUEUE=N", value_parser = queue_limit)]
+    max_priority: Vec<(String, i64)>,
+    /// A restricted queue the client may submit to. Repeatable
+    #[arg(long, value_name = "QUEUE")]
+    allowed_queue: Vec<String>,
+    /// The longest reservation, in seconds, the client may ask for on QUEUE;
+    /// QUEUE may be "*" (any queue). Repeatable
+    #[arg(long, value_name = "QUEUE=SECONDS", value_parser = queue_limit)]
+    max_reservation: Vec<(String, i64)>,
 }
 
-fn parse_preload(args: &[String]) -> Result<Preload, String> {
-    let mut jobs = None;
-    let mut preload = Preload {
-        jobs: 0,
-        queues: 100,
-        prefix: "loadgen-q".into(),
-    };
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let mut value = |name: &str| option_value(&mut rest, name);
-        match arg.as_str() {
-            "--jobs" => {
-                let text = value("--jobs")?;
-                jobs = Some(
-                    text.parse::<u64>()
-                        .map_err(|_| format!("--jobs {text:?} is not a whole number"))?,
-                );
-            }
-            "--queues" => {
-                let text = value("--queues")?;
-                preload.queues = text
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("--queues {text:?} is not a whole number above 0"))?;
-            }
-            "--prefix" => {
-                preload.prefix = value("--prefix")?;
-                if preload.prefix.trim().is_empty() {
-                    return Err("--prefix must not be empty".into());
-                }
-            }
-            other => return Err(format!("preload: unknown argument {other:?}")),
-        }
+fn client_id(text: &str) -> Result<String, String> {
+    if text.starts_with('-') {
+        return Err("a client id does not begin with '-'".into());
     }
-    preload.jobs = jobs.ok_or("preload needs --jobs N")?;
-    Ok(preload)
+    Ok(text.to_owned())
+}
+
+/// `QUEUE=N`, for `--max-priority` and `--max-reservation`.
+fn queue_limit(text: &str) -> Result<(String, i64), String> {
+    let (queue, n) = text
+        .split_once('=')
+        .ok_or_else(|| format!("takes QUEUE=N, not {text:?}"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("{n:?} is not a whole number"))?;
+    Ok((queue.to_owned(), n))
 }
 
 /// The `create-client` arguments, as a client-permissions body.
@@ -123,114 +270,60 @@ struct NewClient {
     body: serde_json::Map<String, serde_json::Value>,
 }
 
-fn parse_create_client(args: &[String]) -> Result<NewClient, String> {
-    use serde_json::{json, Map, Value};
-    let mut rest = args.iter();
-    let client_id = rest
-        .next()
-        .filter(|id| !id.starts_with('-'))
-        .ok_or("create-client needs a client id first")?
-        .clone();
-    let mut body = Map::new();
-    let limits = |key: &str, text: &str, body: &mut Map<String, Value>| -> Result<(), String> {
-        let (queue, n) = text
-            .split_once('=')
-            .ok_or_else(|| format!("--{key} takes QUEUE=N, not {text:?}"))?;
-        let n: i64 = n
-            .parse()
-            .map_err(|_| format!("--{key} {text:?}: {n:?} is not a whole number"))?;
-        let field = key.replace('-', "_");
-        let field = if field == "max_reservation" {
-            "max_reservation_time".to_owned()
-        } else {
-            field
-        };
-        let map = body.entry(field).or_insert_with(|| json!({}));
-        map[queue] = json!(n);
-        Ok(())
-    };
-    while let Some(arg) = rest.next() {
-        let mut value = |name: &str| option_value(&mut rest, name);
-        match arg.as_str() {
-            "--secret" => {
-                let mut secret = value("--secret")?;
-                if secret == "-" {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .map_err(|e| format!("cannot read the secret from standard input: {e}"))?;
-                    secret = line.trim_end_matches(['\r', '\n']).to_owned();
-                }
-                body.insert("client_secret".into(), json!(secret));
+impl CreateClient {
+    /// The client-permissions body of the fields given; `--secret -` reads
+    /// the secret from standard input here.
+    fn into_new_client(self) -> Result<NewClient, String> {
+        use serde_json::{json, Map};
+        let mut body = Map::new();
+        if let Some(mut secret) = self.secret {
+            if secret == "-" {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| format!("cannot read the secret from standard input: {e}"))?;
+                secret = line.trim_end_matches(['\r', '\n']).to_owned();
             }
-            "--role" => {
-                body.insert("role".into(), json!(value("--role")?));
-            }
-            "--allowed-queue" => {
-                let queue = value("--allowed-queue")?;
-                let list = body.entry("allowed_queues").or_insert_with(|| json!([]));
-                if let Some(list) = list.as_array_mut() {
-                    list.push(json!(queue));
-                }
-            }
-            "--max-priority" => limits("max-priority", &value("--max-priority")?, &mut body)?,
-            "--max-reservation" => {
-                limits("max-reservation", &value("--max-reservation")?, &mut body)?
-            }
-            other => return Err(format!("create-client: unknown argument {other:?}")),
+            body.insert("client_secret".into(), json!(secret));
         }
-    }
-    Ok(NewClient { client_id, body })
-}
-
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    let mut bind = DEFAULT_BIND.to_owned();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "serve" => {}
-            "setup" if args.len() == 1 => return Ok(Command::Setup),
-            "create-client" if arg == &args[0] => {
-                return parse_create_client(&args[1..]).map(Command::CreateClient)
-            }
-            "preload" if arg == &args[0] => return parse_preload(&args[1..]).map(Command::Preload),
-            "-h" | "--help" | "help" => return Ok(Command::Help),
-            "--bind" => {
-                bind = rest
-                    .next()
-                    .ok_or("--bind needs an address such as 127.0.0.1:8000")?
-                    .clone();
-            }
-            other if other.starts_with("--bind=") => bind = other["--bind=".len()..].to_owned(),
-            other => return Err(format!("unknown argument {other:?}")),
+        if let Some(role) = self.role {
+            body.insert("role".into(), json!(role));
         }
+        if !self.allowed_queue.is_empty() {
+            body.insert("allowed_queues".into(), json!(self.allowed_queue));
+        }
+        for (field, limits) in [
+            ("max_priority", self.max_priority),
+            ("max_reservation_time", self.max_reservation),
+        ] {
+            if !limits.is_empty() {
+                // A queue given twice: the last value wins.
+                let map: Map<_, _> = limits
+                    .into_iter()
+                    .map(|(queue, n)| (queue, json!(n)))
+                    .collect();
+                body.insert(field.into(), map.into());
+            }
+        }
+        Ok(NewClient {
+            client_id: self.client_id,
+            body,
+        })
     }
-    let bind = bind
-        .parse()
-        .map_err(|_| format!("--bind {bind:?} is not an address such as 127.0.0.1:8000"))?;
-    Ok(Command::Serve { bind })
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse_args(&args) {
-        Ok(command) => command,
-        Err(problem) => {
-            eprintln!("testflinger-local: {problem}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let command = Cli::parse().into_command();
     match command {
-        Command::Help => {
-            print!("{USAGE}\nSettings:\n");
-            for (key, meaning) in KEYS {
-                println!("  {key:<36} {meaning}");
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Serve { bind } => run(serve(bind)),
+        Command::Serve(Serve { bind }) => run(serve(bind)),
         Command::Setup => run(setup()),
-        Command::CreateClient(client) => run(create_client(client)),
+        Command::CreateClient(args) => match args.into_new_client() {
+            Ok(client) => run(create_client(client)),
+            Err(problem) => {
+                eprintln!("testflinger-local: {problem}");
+                ExitCode::from(2)
+            }
+        },
         Command::Preload(preload) => run(preload_jobs(preload)),
     }
 }
@@ -446,14 +539,22 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    /// The command of these arguments, as `main` would run it.
+    fn parse_args(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("testflinger-local").chain(args.iter().copied()))
+            .map(Cli::into_command)
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert()
     }
 
     #[test]
     fn no_arguments_serve_on_localhost_8000() {
-        let Ok(Command::Serve { bind }) = parse_args(&[]) else {
+        let Ok(Command::Serve(Serve { bind })) = parse_args(&[]) else {
             panic!("expected serve")
         };
         assert_eq!(bind.to_string(), "127.0.0.1:8000");
@@ -461,13 +562,13 @@ mod tests {
 
     #[test]
     fn setup_is_a_subcommand() {
-        assert!(matches!(parse_args(&args(&["setup"])), Ok(Command::Setup)));
-        assert!(parse_args(&args(&["setup", "--bind", "x"])).is_err());
+        assert!(matches!(parse_args(&["setup"]), Ok(Command::Setup)));
+        assert!(parse_args(&["setup", "--bind", "x"]).is_err());
     }
 
     #[test]
     fn create_client_takes_its_permissions() {
-        let Ok(Command::CreateClient(new)) = parse_args(&args(&[
+        let Ok(Command::CreateClient(args)) = parse_args(&[
             "create-client",
             "ci-admin",
             "--secret",
@@ -482,9 +583,10 @@ mod tests {
             "secure",
             "--max-reservation",
             "rpi=36000",
-        ])) else {
+        ]) else {
             panic!("expected create-client")
         };
+        let new = args.into_new_client().unwrap();
         assert_eq!(new.client_id, "ci-admin");
         assert_eq!(
             serde_json::Value::Object(new.body),
@@ -496,15 +598,53 @@ mod tests {
                 "max_reservation_time": {"rpi": 36000},
             })
         );
-        assert!(parse_args(&args(&["create-client"])).is_err());
-        assert!(parse_args(&args(&["create-client", "x", "--max-priority", "q"])).is_err());
-        assert!(parse_args(&args(&["create-client", "x", "--colour", "red"])).is_err());
+        assert!(parse_args(&["create-client"]).is_err());
+        assert!(parse_args(&["create-client", "x", "--max-priority", "q"]).is_err());
+        assert!(parse_args(&["create-client", "x", "--colour", "red"]).is_err());
+    }
+
+    #[test]
+    fn create_client_sends_only_the_fields_given() {
+        let Ok(Command::CreateClient(args)) =
+            parse_args(&["create-client", "ci", "--secret", "-starts-with-a-dash"])
+        else {
+            panic!("expected create-client")
+        };
+        let new = args.into_new_client().unwrap();
+        assert_eq!(
+            serde_json::Value::Object(new.body),
+            serde_json::json!({"client_secret": "-starts-with-a-dash"})
+        );
+    }
+
+    #[test]
+    fn bad_arguments_name_the_problem() {
+        for (args, expected) in [
+            (
+                &["create-client", "x", "--max-priority", "q"][..],
+                "QUEUE=N",
+            ),
+            (
+                &["create-client", "x", "--max-reservation", "q=long"],
+                "not a whole number",
+            ),
+            (&["create-client", "-x"], "-x"),
+            (&["create-client", "-"], "does not begin with '-'"),
+            (&["preload", "--jobs", "-1"], "not a whole number"),
+            (
+                &["preload", "--jobs", "5", "--prefix", ""],
+                "must not be empty",
+            ),
+            (&["create-client", "x", "--colour", "red"], "--colour"),
+        ] {
+            let problem = parse_args(args).expect_err("an error").to_string();
+            assert!(problem.contains(expected), "{args:?}: {problem}");
+        }
     }
 
     #[test]
     fn preload_takes_a_job_count_and_optional_queues() {
-        let Ok(Command::Preload(preload)) = parse_args(&args(&["preload", "--jobs", "1000000"]))
-        else {
+        let Ok(Command::Preload(preload)) = parse_args(&["preload", "--jobs", "1000000"]) else {
             panic!("expected preload")
         };
         assert_eq!(
@@ -515,18 +655,19 @@ mod tests {
                 prefix: "loadgen-q".into()
             }
         );
-        let Ok(Command::Preload(preload)) = parse_args(&args(&[
+        let Ok(Command::Preload(preload)) = parse_args(&[
             "preload", "--queues", "3", "--prefix", "rpi-", "--jobs", "7",
-        ])) else {
+        ]) else {
             panic!("expected preload")
         };
         assert_eq!((preload.jobs, preload.queues), (7, 3));
         assert_eq!(preload.prefix, "rpi-");
-        assert!(parse_args(&args(&["preload"])).is_err());
-        assert!(parse_args(&args(&["preload", "--jobs", "-1"])).is_err());
-        assert!(parse_args(&args(&["preload", "--jobs", "5", "--queues", "0"])).is_err());
-        assert!(parse_args(&args(&["preload", "--jobs", "5", "--colour", "red"])).is_err());
-        assert!(parse_args(&args(&["--bind", "127.0.0.1:1", "preload", "--jobs", "5"])).is_err());
+        assert!(parse_args(&["preload"]).is_err());
+        assert!(parse_args(&["preload", "--jobs", "-1"]).is_err());
+        assert!(parse_args(&["preload", "--jobs", "5", "--queues", "0"]).is_err());
+        assert!(parse_args(&["preload", "--jobs", "5", "--prefix", " "]).is_err());
+        assert!(parse_args(&["preload", "--jobs", "5", "--colour", "red"]).is_err());
+        assert!(parse_args(&["--bind", "127.0.0.1:1", "preload", "--jobs", "5"]).is_err());
     }
 
     #[test]
@@ -540,11 +681,28 @@ mod tests {
 
     #[test]
     fn bind_changes_the_address() {
-        let Ok(Command::Serve { bind }) = parse_args(&args(&["--bind", "0.0.0.0:9000"])) else {
-            panic!("expected serve")
-        };
-        assert_eq!(bind.to_string(), "0.0.0.0:9000");
-        assert!(parse_args(&args(&["--bind", "nowhere"])).is_err());
-        assert!(parse_args(&args(&["--frobnicate"])).is_err());
+        for args in [
+            &["--bind", "0.0.0.0:9000"][..],
+            &["--bind=0.0.0.0:9000"],
+            &["serve", "--bind", "0.0.0.0:9000"],
+        ] {
+            let Ok(Command::Serve(Serve { bind })) = parse_args(args) else {
+                panic!("expected serve: {args:?}")
+            };
+            assert_eq!(bind.to_string(), "0.0.0.0:9000");
+        }
+        let problem = parse_args(&["--bind", "nowhere"]).unwrap_err().to_string();
+        assert!(problem.contains("not an address"), "{problem}");
+        assert!(parse_args(&["--frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn help_is_not_an_error_and_lists_the_settings() {
+        let help = parse_args(&["--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let text = help.to_string();
+        assert!(text.contains("--secret -"), "{text}");
+        assert!(text.contains("TESTFLINGER_CONFIG"), "{text}");
+        assert!(text.contains("JWT_SIGNING_KEY"), "{text}");
     }
 }

@@ -25,23 +25,138 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const USAGE: &str = "\
-Usage: testflinger-loadgen [--target URL] [--agents N] [--submitters M] [--queues Q]
-                           [--duration SECONDS | --jobs N] [--poll-interval SECONDS]
-                           [--submit-rate PER_SECOND] [--client-id ID --client-secret SECRET]
-                           [--json] [--allow-remote]
+/// What the run does, for `--help`.
+const LONG_ABOUT: &str = "\
+Drives a Testflinger server with simulated agents (the upstream agent's idle \
+cycle, and whole jobs when they claim one) and job submitters, then prints \
+per-endpoint throughput and latency.
 
-Drives a Testflinger server with simulated agents (the upstream agent's idle
-cycle, and whole jobs when they claim one) and job submitters, then prints
-per-endpoint throughput and latency. Defaults: target http://127.0.0.1:8000,
-10 agents, 1 submitter, 4 queues, 10 seconds, back-to-back polling, jobs as
-fast as possible. Only loopback targets unless --allow-remote. With --jobs
-and --submitters 0 the agents drain the jobs already waiting: each stops when
-its claim finds nothing, so the run also ends when the backlog runs out.
-";
+An agent's idle cycle is GET /v1, four GET /v1/agents/data/{name}, POST \
+/v1/agents/queues and GET /v1/job with the agent_name cookie; when a claim \
+succeeds it plays a running job (state and agent-state posts per phase, about \
+20 log fragments, status posts, a provision log, a small artifact, complete). \
+Submitters post jobs. The run stops by itself after --duration (default 10 \
+seconds) or once --jobs jobs have completed, and at the latest after an hour. \
+Only loopback targets unless --allow-remote. With --jobs and --submitters 0 \
+the agents drain the jobs already waiting (for instance from \
+`testflinger-local preload`): each stops when its claim finds nothing, so the \
+run also ends when the backlog runs out.";
+
+/// Drives a Testflinger server with simulated agents and job submitters, then
+/// prints per-endpoint throughput and latency
+#[derive(Debug, Parser)]
+#[command(
+    name = "testflinger-loadgen",
+    long_about = LONG_ABOUT,
+    // As before: an option given twice takes its last value.
+    args_override_self = true,
+)]
+struct Cli {
+    /// The server's base URL
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8000")]
+    target: String,
+    // The numbers take allow_negative_numbers: "-3" is a bad value, not an
+    // unknown option.
+    /// Simulated agents, each serving two queues
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "10",
+        value_parser = count,
+        allow_negative_numbers = true,
+    )]
+    agents: usize,
+    /// Job submitters
+    #[arg(
+        long,
+        value_name = "M",
+        default_value = "1",
+        value_parser = count,
+        allow_negative_numbers = true,
+    )]
+    submitters: usize,
+    /// Queues, named loadgen-q0, loadgen-q1, ... (0 counts as 1)
+    #[arg(
+        long,
+        value_name = "Q",
+        default_value = "4",
+        value_parser = count,
+        allow_negative_numbers = true,
+    )]
+    queues: usize,
+    /// Stop after this many seconds [default: 10, unless --jobs]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = seconds,
+        allow_negative_numbers = true,
+        conflicts_with = "jobs",
+    )]
+    duration: Option<Duration>,
+    /// Stop once N jobs have completed; without submitters, also once the
+    /// jobs already waiting run out
+    #[arg(long, value_name = "N", value_parser = job_count, allow_negative_numbers = true)]
+    jobs: Option<u64>,
+    /// Pause after a claim that finds nothing, in seconds (0: poll
+    /// back-to-back)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "0",
+        value_parser = seconds,
+        allow_negative_numbers = true,
+    )]
+    poll_interval: Duration,
+    /// Jobs submitted per second, by all submitters together (default, or 0:
+    /// as fast as possible)
+    #[arg(long, value_name = "PER_SECOND", value_parser = number, allow_negative_numbers = true)]
+    submit_rate: Option<f64>,
+    /// Log in as this client (POST /v1/oauth2/token) and send its token, as
+    /// agent endpoints need in the standard and strict auth modes
+    #[arg(long, value_name = "ID", requires = "client_secret")]
+    client_id: Option<String>,
+    /// The secret of --client-id
+    // A secret may begin with '-'.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        requires = "client_id",
+        allow_hyphen_values = true
+    )]
+    client_secret: Option<String>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
+    /// Allow a target outside the loopback range (127.0.0.0/8, ::1,
+    /// localhost)
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+/// A number of 0 or more: counts, seconds and rates.
+fn number(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .ok_or(format!("{text:?} is not a number of 0 or more"))
+}
+
+/// A count: a number of 0 or more, its fraction dropped.
+fn count(text: &str) -> Result<usize, String> {
+    number(text).map(|n| n as usize)
+}
+
+fn job_count(text: &str) -> Result<u64, String> {
+    number(text).map(|n| n as u64)
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    number(text).map(Duration::from_secs_f64)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Options {
@@ -58,75 +173,31 @@ struct Options {
     allow_remote: bool,
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        target: "http://127.0.0.1:8000".into(),
-        agents: 10,
-        submitters: 1,
-        queues: 4,
-        duration: None,
-        jobs: None,
-        poll_interval: Duration::ZERO,
-        submit_rate: None,
-        client: None,
-        json: false,
-        allow_remote: false,
-    };
-    let (mut client_id, mut client_secret) = (None, None);
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let mut value = |name: &str| rest.next().cloned().ok_or(format!("{name} needs a value"));
-        let number = |name: &str, text: String| -> Result<f64, String> {
-            text.parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or(format!("{name} {text:?} is not a number of 0 or more"))
-        };
-        match flag.as_str() {
-            "--target" => o.target = value("--target")?,
-            "--agents" => o.agents = number("--agents", value("--agents")?)? as usize,
-            "--submitters" => {
-                o.submitters = number("--submitters", value("--submitters")?)? as usize
-            }
-            "--queues" => o.queues = (number("--queues", value("--queues")?)? as usize).max(1),
-            "--duration" => {
-                o.duration = Some(Duration::from_secs_f64(number(
-                    "--duration",
-                    value("--duration")?,
-                )?))
-            }
-            "--jobs" => o.jobs = Some(number("--jobs", value("--jobs")?)? as u64),
-            "--poll-interval" => {
-                o.poll_interval =
-                    Duration::from_secs_f64(number("--poll-interval", value("--poll-interval")?)?)
-            }
-            "--submit-rate" => {
-                let rate = number("--submit-rate", value("--submit-rate")?)?;
-                o.submit_rate = (rate > 0.0).then_some(rate);
-            }
-            "--client-id" => client_id = Some(value("--client-id")?),
-            "--client-secret" => client_secret = Some(value("--client-secret")?),
-            "--json" => o.json = true,
-            "--allow-remote" => o.allow_remote = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
+impl From<Cli> for Options {
+    fn from(cli: Cli) -> Options {
+        let mut target = cli.target;
+        if target.ends_with('/') {
+            target.pop();
+        }
+        Options {
+            target,
+            agents: cli.agents,
+            submitters: cli.submitters,
+            queues: cli.queues.max(1),
+            // Neither: 10 seconds. Both: refused by the parser.
+            duration: match cli.jobs {
+                None => Some(cli.duration.unwrap_or(Duration::from_secs(10))),
+                Some(_) => None,
+            },
+            jobs: cli.jobs,
+            poll_interval: cli.poll_interval,
+            submit_rate: cli.submit_rate.filter(|&rate| rate > 0.0),
+            // Both or neither: the parser requires each with the other.
+            client: cli.client_id.zip(cli.client_secret),
+            json: cli.json,
+            allow_remote: cli.allow_remote,
         }
     }
-    if o.duration.is_some() && o.jobs.is_some() {
-        return Err("give --duration or --jobs, not both".into());
-    }
-    if o.duration.is_none() && o.jobs.is_none() {
-        o.duration = Some(Duration::from_secs(10));
-    }
-    match (client_id, client_secret) {
-        (Some(id), Some(secret)) => o.client = Some((id, secret)),
-        (None, None) => {}
-        _ => return Err("--client-id and --client-secret go together".into()),
-    }
-    if o.target.ends_with('/') {
-        o.target.pop();
-    }
-    Ok(o)
 }
 
 /// Loopback only (127.0.0.0/8, ::1, localhost), unless allowed otherwise.
@@ -598,18 +669,7 @@ fn report(stats: &Stats, elapsed: f64, shared: &Shared, as_json: bool) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse_args(&args) {
-        Ok(options) => options,
-        Err(problem) if problem.is_empty() => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(problem) => {
-            eprintln!("testflinger-loadgen: {problem}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = Options::from(Cli::parse());
     if let Err(problem) = check_target(&options.target, options.allow_remote) {
         eprintln!("testflinger-loadgen: {problem}");
         return ExitCode::from(2);
@@ -727,8 +787,17 @@ async fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    use clap::CommandFactory;
+
+    /// The options of these arguments, as `main` would take them.
+    fn parse_args(args: &[&str]) -> Result<Options, clap::Error> {
+        Cli::try_parse_from(std::iter::once("testflinger-loadgen").chain(args.iter().copied()))
+            .map(Options::from)
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert()
     }
 
     #[test]
@@ -736,7 +805,13 @@ mod tests {
         let o = parse_args(&[]).unwrap();
         assert_eq!((o.agents, o.submitters, o.queues), (10, 1, 4));
         assert_eq!(o.duration, Some(Duration::from_secs(10)));
-        let o = parse_args(&args(&[
+        assert_eq!(o.target, "http://127.0.0.1:8000");
+        assert_eq!(
+            (o.jobs, o.poll_interval, o.submit_rate),
+            (None, Duration::ZERO, None)
+        );
+        assert_eq!((o.client, o.json, o.allow_remote), (None, false, false));
+        let o = parse_args(&[
             "--jobs",
             "50",
             "--agents",
@@ -744,17 +819,64 @@ mod tests {
             "--target",
             "http://127.0.0.1:9/",
             "--json",
-        ]))
+        ])
         .unwrap();
         assert_eq!(
             (o.jobs, o.duration, o.agents, o.json),
             (Some(50), None, 400, true)
         );
         assert_eq!(o.target, "http://127.0.0.1:9");
-        assert!(parse_args(&args(&["--jobs", "5", "--duration", "3"])).is_err());
-        assert!(parse_args(&args(&["--client-id", "x"])).is_err());
-        assert!(parse_args(&args(&["--agents", "-3"])).is_err());
-        assert!(parse_args(&args(&["--frobnicate"])).is_err());
+        assert!(parse_args(&["--jobs", "5", "--duration", "3"]).is_err());
+        assert!(parse_args(&["--client-id", "x"]).is_err());
+        assert!(parse_args(&["--agents", "-3"]).is_err());
+        assert!(parse_args(&["--frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn every_option_keeps_its_meaning() {
+        let o = parse_args(&[
+            "--submitters",
+            "0",
+            "--queues",
+            "0",
+            "--duration",
+            "2.5",
+            "--poll-interval",
+            "0.25",
+            "--submit-rate",
+            "20",
+            "--client-id",
+            "load-agents",
+            "--client-secret",
+            "-a secret",
+            "--allow-remote",
+        ])
+        .unwrap();
+        assert_eq!((o.submitters, o.queues), (0, 1));
+        assert_eq!(o.duration, Some(Duration::from_millis(2500)));
+        assert_eq!(o.poll_interval, Duration::from_millis(250));
+        assert_eq!(o.submit_rate, Some(20.0));
+        assert_eq!(
+            o.client,
+            Some(("load-agents".to_owned(), "-a secret".to_owned()))
+        );
+        assert!(o.allow_remote);
+        assert_eq!(
+            parse_args(&["--submit-rate", "0"]).unwrap().submit_rate,
+            None
+        );
+        for bad in [
+            &["--duration", "soon"][..],
+            &["--poll-interval", "-1"],
+            &["--submit-rate", "inf"],
+            &["--client-secret", "s"],
+        ] {
+            assert!(parse_args(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["many", "-3"] {
+            let problem = parse_args(&["--agents", bad]).unwrap_err().to_string();
+            assert!(problem.contains("not a number of 0 or more"), "{problem}");
+        }
     }
 
     #[test]
