@@ -1,11 +1,10 @@
 //! Contract tests for the job lifecycle beyond the foundation (SPEC.md
 //! §4.2 live output), on the same per-test backends as `contract.rs`.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::*;
 use serde_json::{json, Value};
+
+use crate::common::*;
 
 fn fragment(n: i64, phase: &str, data: &str) -> Value {
     json!({

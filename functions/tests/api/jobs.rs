@@ -4,17 +4,16 @@
 //! `TESTFLINGER_TEST_BACKENDS=production`, its own MongoDB database and S3
 //! bucket (`scripts/test.sh` runs both).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
 use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use bytes::Bytes;
-use common::*;
 use serde_json::json;
 use testflinger_shared::auth::{AuthMode, Role};
 use uuid::Uuid;
+
+use crate::common::*;
 
 // ---------------------------------------------------------------- health check
 

@@ -4,8 +4,6 @@
 //! who may cancel a job. Each test runs on its own backends (embedded, or
 //! MongoDB + S3 with `TESTFLINGER_TEST_BACKENDS=production`).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,12 +12,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use common::*;
 use serde_json::{json, Value};
 use testflinger_shared::auth::{refresh_token_hash, AuthMode, Role, TokenKeys};
 use testflinger_shared::clients::{Client, RefreshToken};
 use testflinger_shared::secrets::{SecretsKey, StoredSecret};
 use testflinger_shared::Timestamp;
+
+use crate::common::*;
 
 // ---------------------------------------------------------------- helpers
 
