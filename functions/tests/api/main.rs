@@ -6,7 +6,16 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod support;
 
+mod agents;
+mod artifacts;
+mod clients;
+mod events;
 mod jobs;
+mod meta;
 mod oauth;
+mod queues;
+mod restricted_queues;
 mod results;
+mod secrets;

@@ -1,10 +1,224 @@
-//! Contract tests for the job lifecycle beyond the foundation (SPEC.md
-//! §4.2 live output), on the same per-test backends as `contract.rs`.
+//! Results (SPEC.md §4.2, §6): a job's result, posted and read, and how
+//! `job_state` moves the job; live output as numbered log fragments per phase;
+//! the legacy output buffers that each read consumes.
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::support::*;
+
+// ---------------------------------------------------------------- results
+
+#[tokio::test]
+async fn result_round_trip_of_the_readme() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server
+        .post_result(&id, json!({"exit_code": 0, "output": "foo"}))
+        .await;
+    let result = server.get(&format!("/v1/result/{id}")).await.ok_json();
+    assert_eq!(result["exit_code"], json!(0));
+    assert_eq!(result["output"], json!("foo"));
+    assert_eq!(result["job_state"], json!("waiting"));
+}
+
+#[tokio::test]
+async fn result_posts_merge_keys() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server
+        .post_result(&id, json!({"a": 1, "device_info": {"ip": "10.0.0.1"}}))
+        .await;
+    server.post_result(&id, json!({"b": "two", "a": 3})).await;
+    let result = server.result(&id).await;
+    assert_eq!(result["a"], json!(3));
+    assert_eq!(result["b"], json!("two"));
+    assert_eq!(result["device_info"], json!({"ip": "10.0.0.1"}));
+}
+
+#[tokio::test]
+async fn result_status_is_replaced_whole_and_shown_as_phase_status() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server
+        .post_result(&id, json!({"status": {"setup": 0, "provision": 1}}))
+        .await;
+    let result = server.result(&id).await;
+    assert_eq!(result["setup_status"], json!(0));
+    assert_eq!(result["provision_status"], json!(1));
+
+    server
+        .post_result(&id, json!({"status": {"test": 2}}))
+        .await;
+    let result = server.result(&id).await;
+    assert_eq!(result["test_status"], json!(2));
+    assert!(result.get("setup_status").is_none(), "{result}");
+    assert!(result.get("provision_status").is_none(), "{result}");
+}
+
+#[tokio::test]
+async fn result_job_state_moves_the_job() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server.claim_one("queue=q").await;
+    for state in ["setup", "provision", "test", "complete"] {
+        server.post_result(&id, json!({"job_state": state})).await;
+        assert_eq!(server.result(&id).await["job_state"], json!(state));
+    }
+}
+
+#[tokio::test]
+async fn terminal_states_are_sticky() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server.claim_one("queue=q").await;
+    server.post_result(&id, json!({"job_state": "test"})).await;
+    cancel(&server, &id).await.assert_ok_text();
+    server
+        .post_result(&id, json!({"job_state": "complete"}))
+        .await;
+    let result = server.result(&id).await;
+    assert_eq!(result["job_state"], json!("cancelled"));
+    assert_eq!(result["agent_reported_state"], json!("complete"));
+}
+
+#[tokio::test]
+async fn a_complete_job_stays_complete() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server.claim_one("queue=q").await;
+    server
+        .post_result(&id, json!({"job_state": "complete"}))
+        .await;
+    server.post_result(&id, json!({"job_state": "test"})).await;
+    assert_eq!(server.result(&id).await["job_state"], json!("complete"));
+}
+
+#[tokio::test]
+async fn result_for_unknown_job_is_404() {
+    let server = Server::new().await;
+    server
+        .post_json(
+            &format!("/v1/result/{UNKNOWN_ID}"),
+            &json!({"exit_code": 0}),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn result_with_a_bad_status_is_422() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    let uri = format!("/v1/result/{id}");
+    server
+        .post_json(&uri, &json!({"status": 5}))
+        .await
+        .assert_invalid_fields(&["status"]);
+    server
+        .post_json(&uri, &json!({"status": "ok"}))
+        .await
+        .assert_invalid_fields(&["status"]);
+    server
+        .post_json(&uri, &json!({"status": {"test": "x"}}))
+        .await
+        .assert_invalid_fields(&["status.test"]);
+    // Nothing of those was stored.
+    let result = server.result(&id).await;
+    assert!(result.get("test_status").is_none(), "{result}");
+    assert!(result.get("status").is_none(), "{result}");
+}
+
+#[tokio::test]
+async fn result_with_a_bad_job_state_or_device_info_is_422() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    let uri = format!("/v1/result/{id}");
+    for state in [json!(""), json!(3), json!(null), json!(["test"])] {
+        server
+            .post_json(&uri, &json!({"job_state": state}))
+            .await
+            .assert_invalid_fields(&["job_state"]);
+    }
+    server
+        .post_json(&uri, &json!({"device_info": "x"}))
+        .await
+        .assert_invalid_fields(&["device_info"]);
+    server
+        .post_json(
+            &uri,
+            &json!({"device_info": 1, "job_state": 2, "status": {"test": "x"}}),
+        )
+        .await
+        .assert_invalid_fields(&["device_info", "job_state", "status.test"]);
+    assert_eq!(server.result(&id).await["job_state"], json!("waiting"));
+}
+
+#[tokio::test]
+async fn result_not_an_object_is_422() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    for body in ["[1]", "\"x\"", "7"] {
+        server
+            .post_raw(&format!("/v1/result/{id}"), Some("application/json"), body)
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+#[tokio::test]
+async fn result_malformed_json_is_400() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server
+        .post_raw(
+            &format!("/v1/result/{id}"),
+            Some("application/json"),
+            "{\"exit_code\": ",
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn result_over_the_limit_is_413() {
+    let server = Server::with_config(|c| c.limits.json_body = 1024).await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server
+        .post_json(
+            &format!("/v1/result/{id}"),
+            &json!({"output": "y".repeat(2000)}),
+        )
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+    let result = server.result(&id).await;
+    assert!(result.get("output").is_none(), "{result}");
+}
+
+#[tokio::test]
+async fn get_result_of_unknown_job_is_204() {
+    let server = Server::new().await;
+    server
+        .get(&format!("/v1/result/{UNKNOWN_ID}"))
+        .await
+        .assert_no_content();
+}
+
+#[tokio::test]
+async fn get_result_with_a_bad_id_is_400() {
+    let server = Server::new().await;
+    server
+        .get("/v1/result/not-a-uuid")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    server
+        .post_json("/v1/result/not-a-uuid", &json!({"exit_code": 0}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+}
+
+// ---------------------------------------------------------------- live output: log fragments
 
 fn fragment(n: i64, phase: &str, data: &str) -> Value {
     json!({
@@ -212,6 +426,8 @@ async fn the_result_carries_each_phase_log() {
     assert!(result.get("test_output").is_none(), "{result}");
 }
 
+// ---------------------------------------------------------------- legacy output
+
 #[tokio::test]
 async fn legacy_output_is_appended_and_each_read_consumes_it() {
     let server = Server::new().await;
@@ -256,269 +472,4 @@ async fn legacy_output_is_appended_and_each_read_consumes_it() {
         .post_raw(&format!("/v1/result/{UNKNOWN_ID}/output"), None, "x")
         .await
         .assert_error(StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn oidc_auth_init_is_404_so_the_cli_goes_on_anonymously() {
-    let server = Server::new().await;
-    server
-        .post_json("/oidc/auth-init", &json!({}))
-        .await
-        .assert_error(StatusCode::NOT_FOUND);
-}
-
-// ---------------------------------------------------------------- agents and queues
-
-#[tokio::test]
-async fn agent_data_sets_the_cookie_and_checks_fields() {
-    let server = Server::new().await;
-    let reply = server
-        .post_json(
-            "/v1/agents/data/dev-1",
-            &json!({"state": "waiting", "queues": ["q"], "log": ["booted"]}),
-        )
-        .await;
-    assert_eq!(reply.ok_json(), json!({"status": "OK"}));
-    assert_eq!(
-        reply.headers["set-cookie"],
-        "agent_name=dev-1; HttpOnly; Path=/; SameSite=Strict"
-    );
-    server
-        .post_json(
-            "/v1/agents/data/dev-1",
-            &json!({"state": 3, "queues": "q", "updated_at": "x"}),
-        )
-        .await
-        .assert_invalid_fields(&["queues", "state", "updated_at"]);
-    server
-        .post_json("/v1/agents/data/a;b", &json!({"state": "waiting"}))
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-
-    let listed = server.get("/v1/agents/data").await.ok_json();
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert!(
-        listed[0].get("log").is_none(),
-        "the list leaves logs out: {listed}"
-    );
-    assert_eq!(listed[0]["restricted_to"], json!({}));
-    let one = server.get("/v1/agents/data/dev-1").await.ok_json();
-    assert_eq!(one["log"], json!(["booted"]));
-    assert_eq!(one["state"], json!("waiting"));
-    assert!(is_rfc3339_utc(one["updated_at"].as_str().unwrap()));
-    server
-        .get("/v1/agents/data/nobody")
-        .await
-        .assert_error(StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn a_provision_log_for_an_unknown_agent_is_404_and_writes_nothing() {
-    let server = Server::new().await;
-    let entry = json!({"job_id": UNKNOWN_ID, "exit_code": 1, "detail": "provision_fail"});
-    server
-        .post_json("/v1/agents/provision_logs/ghost", &entry)
-        .await
-        .assert_error(StatusCode::NOT_FOUND);
-    server
-        .get("/v1/agents/data/ghost")
-        .await
-        .assert_error(StatusCode::NOT_FOUND);
-    server
-        .post_json(
-            "/v1/agents/provision_logs/ghost",
-            &json!({"exit_code": "x"}),
-        )
-        .await
-        .assert_invalid_fields(&["exit_code", "job_id"]);
-    server
-        .post_json("/v1/agents/data/dev", &json!({"state": "waiting"}))
-        .await
-        .ok_json();
-    server
-        .post_json("/v1/agents/provision_logs/dev", &entry)
-        .await
-        .assert_ok_text();
-    let agent = server.get("/v1/agents/data/dev").await.ok_json();
-    assert_eq!(agent["provision_streak_type"], json!("fail"));
-    assert_eq!(agent["provision_streak_count"], json!(1));
-}
-
-#[tokio::test]
-async fn a_queue_exists_when_an_agent_lists_it() {
-    let server = Server::new().await;
-    let reply = server.get("/v1/queues/lab-q/agents").await;
-    assert_eq!(
-        reply.assert_error(StatusCode::NOT_FOUND)["message"],
-        json!("Queue 'lab-q' does not exist.")
-    );
-    server
-        .post_json(
-            "/v1/agents/data/dev",
-            &json!({"state": "waiting", "queues": ["lab-q"]}),
-        )
-        .await
-        .ok_json();
-    let agents = server.get("/v1/queues/lab-q/agents").await.ok_json();
-    assert_eq!(agents[0]["name"], json!("dev"));
-    server
-        .get("/v1/queues/lab-q/jobs")
-        .await
-        .assert_no_content();
-    let id = server.submit(json!({"job_queue": "lab-q"})).await;
-    let jobs = server.get("/v1/queues/lab-q/jobs").await.ok_json();
-    assert_eq!(
-        jobs,
-        json!([{"job_id": id, "created_at": jobs[0]["created_at"], "job_state": "waiting", "job_queue": "lab-q"}])
-    );
-}
-
-#[tokio::test]
-async fn wait_times_cover_claimed_queues_only() {
-    let server = Server::new().await;
-    assert_eq!(
-        server.get("/v1/queues/wait_times").await.ok_json(),
-        json!({})
-    );
-    server.submit(json!({"job_queue": "a"})).await;
-    server.submit(json!({"job_queue": "b"})).await;
-    server.claim_one("queue=a").await;
-    server.claim_one("queue=b").await;
-    let all = server.get("/v1/queues/wait_times").await.ok_json();
-    assert_eq!(all.as_object().unwrap().len(), 2);
-    let keys: Vec<&String> = all["a"].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["5", "10", "50", "90", "95"]);
-    assert!(all["a"]["50"].as_f64().unwrap() >= 0.0);
-    let only_a = server.get("/v1/queues/wait_times?queue=a").await.ok_json();
-    assert_eq!(
-        only_a.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["a"]
-    );
-}
-
-#[tokio::test]
-async fn position_is_410_once_a_job_is_not_waiting() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let reply = server.get(&format!("/v1/job/{id}/position")).await;
-    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "0"));
-    server.claim_one("queue=q").await;
-    server
-        .get(&format!("/v1/job/{id}/position"))
-        .await
-        .assert_error(StatusCode::GONE);
-    server
-        .get(&format!("/v1/job/{UNKNOWN_ID}/position"))
-        .await
-        .assert_error(StatusCode::GONE);
-    server
-        .get("/v1/job/nope/position")
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-}
-
-#[tokio::test]
-async fn search_parameters_are_checked() {
-    let server = Server::new().await;
-    let body = server
-        .get("/v1/job/search?match=some&limit=0")
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&String> = body["detail"]["query"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .collect();
-    assert_eq!(fields, ["limit", "match"]);
-    assert_eq!(server.get("/v1/job/search").await.ok_json(), json!([]));
-}
-
-#[tokio::test]
-async fn attachments_are_only_for_jobs_that_declare_them() {
-    let server = Server::new().await;
-    let plain = server.submit(json!({"job_queue": "q"})).await;
-    let body = multipart(BOUNDARY, &[("file", Some("a.tar.gz"), b"data")]);
-    server
-        .post_raw(
-            &format!("/v1/job/{plain}/attachments"),
-            Some(&multipart_type()),
-            body.clone(),
-        )
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
-    server
-        .post_raw(
-            &format!("/v1/job/{UNKNOWN_ID}/attachments"),
-            Some(&multipart_type()),
-            body.clone(),
-        )
-        .await
-        .assert_error(StatusCode::NOT_FOUND);
-    server
-        .get(&format!("/v1/job/{plain}/attachments"))
-        .await
-        .assert_no_content();
-
-    // A job waiting for attachments that is cancelled no longer takes them.
-    let waiting = server
-        .submit(json!({"job_queue": "q", "test_data": {"attachments": [{"agent": "f"}]}}))
-        .await;
-    server
-        .post_json(
-            &format!("/v1/job/{waiting}/action"),
-            &json!({"action": "cancel"}),
-        )
-        .await
-        .assert_ok_text();
-    server
-        .post_raw(
-            &format!("/v1/job/{waiting}/attachments"),
-            Some(&multipart_type()),
-            body,
-        )
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
-}
-
-#[tokio::test]
-async fn data_that_a_store_would_change_is_refused_alike_everywhere() {
-    let server = Server::new().await;
-    server
-        .post_json("/v1/job", &json!({"job_queue": "q", "test_data": {"$numberLong": "5"}, "big": 18446744073709551615u64}))
-        .await
-        .assert_invalid_fields(&["big", "test_data.$numberLong"]);
-    let id = server
-        .submit(json!({"job_queue": "q", "kept": {"nested": [1, {"deep": true}]}}))
-        .await;
-    assert_eq!(
-        server.get(&format!("/v1/job/{id}")).await.ok_json()["kept"],
-        json!({"nested": [1, {"deep": true}]})
-    );
-    server
-        .post_json(
-            &format!("/v1/result/{id}"),
-            &json!({"agent_reported_state": "x", "job_state": "test"}),
-        )
-        .await
-        .assert_invalid_fields(&["agent_reported_state"]);
-    server
-        .post_json(
-            "/v1/agents/data/dev",
-            &json!({"_id": 5, "meta": {"$set": 1}}),
-        )
-        .await
-        .assert_invalid_fields(&["_id", "meta.$set"]);
-}
-
-#[tokio::test]
-async fn a_bad_path_segment_gets_a_json_400() {
-    let server = Server::new().await;
-    for uri in [
-        "/v1/agents/data/%FF",
-        "/v1/queues/%FF/agents",
-        "/v1/queues/%FF/jobs",
-        "/v1/agents/images/%FF",
-    ] {
-        server.get(uri).await.assert_error(StatusCode::BAD_REQUEST);
-    }
 }

@@ -1,4 +1,4 @@
-//! Helpers of the contract tests and the replays: a router over its own
+//! Helpers of the API tests (`api/`) and the replays: a router over its own
 //! backends, requests, replies with assertions, multipart bodies; in
 //! [`replay`], the real clients' requests.
 
