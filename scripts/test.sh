@@ -2,8 +2,8 @@
 # The test command. Runs every test of the workspace, with the production
 # backends for real: a MongoDB-compatible server and an S3-compatible server
 # on free 127.0.0.1 ports (installed by scripts/install-test-servers.sh if
-# missing), started here and stopped at the end. Then runs the API contract
-# tests a second time on MongoDB + S3.
+# missing), started here and stopped at the end. Then runs the API tests and
+# the replays of the real clients a second time on MongoDB + S3.
 #
 # To use servers of your own instead, set TESTFLINGER_TEST_MONGODB_URI
 # and/or TESTFLINGER_TEST_S3_ENDPOINT (+ TESTFLINGER_TEST_S3_ACCESS_KEY,
@@ -62,5 +62,5 @@ export TESTFLINGER_TEST_REQUIRE_BACKENDS=1
 cd "$root"
 echo "== all tests (embedded backends, and MongoDB/S3 where a suite covers them)"
 cargo test --workspace --locked "$@"
-echo "== the API contract tests again, on MongoDB + S3"
-TESTFLINGER_TEST_BACKENDS=production cargo test --workspace --locked --test contract --test contract_lifecycle --test clients --test auth "$@"
+echo "== the API tests and the client replays again, on MongoDB + S3"
+TESTFLINGER_TEST_BACKENDS=production cargo test --workspace --locked --test api --test replay_agent --test replay_cli "$@"

@@ -1,7 +1,10 @@
-//! Helpers of the contract tests: a router over its own backends, requests,
-//! replies with assertions, multipart bodies.
+//! Helpers of the API tests (`api/`) and the replays: a router over its own
+//! backends, requests, replies with assertions, multipart bodies; in
+//! [`replay`], the real clients' requests.
 
 #![allow(dead_code)]
+
+pub mod replay;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};

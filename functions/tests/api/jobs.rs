@@ -1,40 +1,18 @@
-//! Contract tests: the API of SPEC.md §2, §4.1–4.3, §5, §6 and §7, driven
-//! through the real router (no socket), each test on its own backends: the
-//! embedded store in a fresh temporary folder, or, with
-//! `TESTFLINGER_TEST_BACKENDS=production`, its own MongoDB database and S3
-//! bucket (`scripts/test.sh` runs both).
-
-mod common;
+//! Jobs (SPEC.md §4.1, §5, §7): submit and its checks (the job document,
+//! the body limits, what a priority or a long reservation needs), the claim,
+//! reading a job, its position, search, and cancel, including who may cancel
+//! whose job.
 
 use std::collections::{HashMap, HashSet};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{header, Method, StatusCode};
-use bytes::Bytes;
-use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use testflinger_shared::role::{AuthMode, Role};
 use uuid::Uuid;
 
-// ---------------------------------------------------------------- health check
-
-#[tokio::test]
-async fn version_answers_on_v1_with_and_without_slash() {
-    let server = Server::new().await;
-    for uri in ["/v1", "/v1/"] {
-        let reply = server.get(uri).await;
-        assert_eq!(reply.status, StatusCode::OK, "{uri}: {reply:?}");
-        assert!(
-            reply.text().starts_with("Testflinger Server v"),
-            "{uri}: {reply:?}"
-        );
-        assert!(
-            reply.text().len() > "Testflinger Server v".len(),
-            "{uri}: {reply:?}"
-        );
-        assert!(reply.content_type().starts_with("text/plain"), "{reply:?}");
-    }
-}
+use crate::common::*;
+use crate::support::*;
 
 // ---------------------------------------------------------------- submit
 
@@ -312,6 +290,115 @@ async fn submit_multipart_on_a_json_endpoint_is_415() {
     server.get("/v1/job?queue=q").await.assert_no_content();
 }
 
+// ---------------------------------------------------------------- submission checks (SPEC.md §3)
+
+#[tokio::test]
+async fn priority_above_zero_needs_a_token() {
+    let server = standard().await;
+    submit(&server, None, json!({"job_queue": "q", "job_priority": 1}))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    server
+        .submit(json!({"job_queue": "q", "job_priority": 0}))
+        .await;
+}
+
+#[tokio::test]
+async fn priority_is_limited_per_queue_and_by_the_star() {
+    let server = standard().await;
+    let token = server
+        .client_token("ci", Role::Contributor, |c| {
+            c.max_priority.insert("fast".into(), 10);
+            c.max_priority.insert("*".into(), 2);
+        })
+        .await;
+    let job = |queue: &str, priority: i64| json!({"job_queue": queue, "job_priority": priority});
+    server.submit_with(job("fast", 10), &token).await;
+    submit(&server, Some(&token), job("fast", 11))
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    server.submit_with(job("other", 2), &token).await;
+    submit(&server, Some(&token), job("other", 3))
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    // A client without any grant may not raise the priority at all.
+    let plain = server
+        .client_token("plain", Role::Contributor, |_| {})
+        .await;
+    submit(&server, Some(&plain), job("fast", 1))
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    server.submit_with(job("fast", 0), &plain).await;
+}
+
+#[tokio::test]
+async fn reservations_over_six_hours_need_a_client_allowed_them() {
+    let server = standard().await;
+    let token = server
+        .client_token("ci", Role::Contributor, |c| {
+            c.max_reservation_time.insert("lab".into(), 36_000);
+        })
+        .await;
+    let job = |timeout: Value| json!({"job_queue": "lab", "reserve_data": {"timeout": timeout}});
+    // Six hours or less: anyone.
+    server.submit(job(json!("6h"))).await;
+    server.submit(job(json!(21_600))).await;
+    submit(&server, None, job(json!("7h")))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    submit(&server, None, job(json!(21_601)))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    server.submit_with(job(json!("10h")), &token).await;
+    submit(&server, Some(&token), job(json!("11h")))
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    // Other queues have no grant: only the free six hours.
+    submit(
+        &server,
+        Some(&token),
+        json!({"job_queue": "elsewhere", "reserve_data": {"timeout": "7h"}}),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_client_id_in_the_job_body_is_ignored() {
+    let server = standard().await;
+    let agent = agent_token(&server).await;
+    let alice = server
+        .client_token("alice", Role::Contributor, |_| {})
+        .await;
+    let mallory = server
+        .client_token("mallory", Role::Contributor, |_| {})
+        .await;
+    // Mallory cannot submit in Alice's name...
+    let id = server
+        .submit_with(json!({"job_queue": "q", "client_id": "alice"}), &mallory)
+        .await;
+    let job = server.get(&format!("/v1/job/{id}")).await.ok_json();
+    assert!(job.get("client_id").is_none(), "{job}");
+    // ...so Alice may not cancel it (it is Mallory's).
+    cancel_as(&server, Some(&alice), &id)
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    let claimed = claim(&server, "q", Some(&agent), Some("dev-1"))
+        .await
+        .ok_json();
+    assert_eq!(claimed["client_id"], json!("mallory"), "{claimed}");
+
+    // An anonymous job naming a client belongs to nobody.
+    let anon = server
+        .submit(json!({"job_queue": "q2", "client_id": "alice"}))
+        .await;
+    let job = server.get(&format!("/v1/job/{anon}")).await.ok_json();
+    assert!(job.get("client_id").is_none(), "{job}");
+    cancel_as(&server, Some(&mallory), &anon)
+        .await
+        .assert_ok_text();
+}
+
 // ---------------------------------------------------------------- claim
 
 #[tokio::test]
@@ -564,6 +651,27 @@ async fn concurrent_claims_hand_out_each_job_exactly_once() {
     server.get("/v1/job?queue=race").await.assert_no_content();
 }
 
+#[tokio::test]
+async fn claim_without_the_agent_cookie_is_401_in_standard_and_strict_modes() {
+    for mode in [AuthMode::Standard, AuthMode::Strict] {
+        let server = Server::with_auth(mode).await;
+        let agent = agent_token(&server).await;
+        let contributor = server.client_token("ci", Role::Contributor, |_| {}).await;
+        let id = server
+            .submit_with(json!({"job_queue": "q"}), &contributor)
+            .await;
+        let body = claim(&server, "q", Some(&agent), None)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+        assert_message_contains(&body, "Agent not identified");
+        // The job was not taken: with the cookie, it is claimed.
+        let claimed = claim(&server, "q", Some(&agent), Some("dev-1"))
+            .await
+            .ok_json();
+        assert_eq!(claimed["job_id"], json!(id), "{mode:?}");
+    }
+}
+
 // ---------------------------------------------------------------- get job
 
 #[tokio::test]
@@ -609,16 +717,46 @@ async fn get_job_with_a_bad_id_is_400() {
     }
 }
 
-// ---------------------------------------------------------------- cancel
+// ---------------------------------------------------------------- position and search
 
-async fn cancel(server: &Server, id: &str) -> Reply {
+#[tokio::test]
+async fn position_is_410_once_a_job_is_not_waiting() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    let reply = server.get(&format!("/v1/job/{id}/position")).await;
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "0"));
+    server.claim_one("queue=q").await;
     server
-        .post_json(
-            &format!("/v1/job/{id}/action"),
-            &json!({"action": "cancel"}),
-        )
+        .get(&format!("/v1/job/{id}/position"))
         .await
+        .assert_error(StatusCode::GONE);
+    server
+        .get(&format!("/v1/job/{UNKNOWN_ID}/position"))
+        .await
+        .assert_error(StatusCode::GONE);
+    server
+        .get("/v1/job/nope/position")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn search_parameters_are_checked() {
+    let server = Server::new().await;
+    let body = server
+        .get("/v1/job/search?match=some&limit=0")
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&String> = body["detail"]["query"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(fields, ["limit", "match"]);
+    assert_eq!(server.get("/v1/job/search").await.ok_json(), json!([]));
+}
+
+// ---------------------------------------------------------------- cancel
 
 #[tokio::test]
 async fn cancel_returns_ok_and_cancels_the_job() {
@@ -701,606 +839,82 @@ async fn action_with_a_bad_id_is_400() {
         .assert_error(StatusCode::BAD_REQUEST);
 }
 
-// ---------------------------------------------------------------- results
+// ---------------------------------------------------------------- cancel ownership
 
-#[tokio::test]
-async fn result_round_trip_of_the_readme() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
+/// `POST /v1/job/{id}/action` `{"action": "cancel"}` with `token` (or none).
+async fn cancel_as(server: &Server, token: Option<&str>, id: &str) -> Reply {
     server
-        .post_result(&id, json!({"exit_code": 0, "output": "foo"}))
-        .await;
-    let result = server.get(&format!("/v1/result/{id}")).await.ok_json();
-    assert_eq!(result["exit_code"], json!(0));
-    assert_eq!(result["output"], json!("foo"));
-    assert_eq!(result["job_state"], json!("waiting"));
-}
-
-#[tokio::test]
-async fn result_posts_merge_keys() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server
-        .post_result(&id, json!({"a": 1, "device_info": {"ip": "10.0.0.1"}}))
-        .await;
-    server.post_result(&id, json!({"b": "two", "a": 3})).await;
-    let result = server.result(&id).await;
-    assert_eq!(result["a"], json!(3));
-    assert_eq!(result["b"], json!("two"));
-    assert_eq!(result["device_info"], json!({"ip": "10.0.0.1"}));
-}
-
-#[tokio::test]
-async fn result_status_is_replaced_whole_and_shown_as_phase_status() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server
-        .post_result(&id, json!({"status": {"setup": 0, "provision": 1}}))
-        .await;
-    let result = server.result(&id).await;
-    assert_eq!(result["setup_status"], json!(0));
-    assert_eq!(result["provision_status"], json!(1));
-
-    server
-        .post_result(&id, json!({"status": {"test": 2}}))
-        .await;
-    let result = server.result(&id).await;
-    assert_eq!(result["test_status"], json!(2));
-    assert!(result.get("setup_status").is_none(), "{result}");
-    assert!(result.get("provision_status").is_none(), "{result}");
-}
-
-#[tokio::test]
-async fn result_job_state_moves_the_job() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server.claim_one("queue=q").await;
-    for state in ["setup", "provision", "test", "complete"] {
-        server.post_result(&id, json!({"job_state": state})).await;
-        assert_eq!(server.result(&id).await["job_state"], json!(state));
-    }
-}
-
-#[tokio::test]
-async fn terminal_states_are_sticky() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server.claim_one("queue=q").await;
-    server.post_result(&id, json!({"job_state": "test"})).await;
-    cancel(&server, &id).await.assert_ok_text();
-    server
-        .post_result(&id, json!({"job_state": "complete"}))
-        .await;
-    let result = server.result(&id).await;
-    assert_eq!(result["job_state"], json!("cancelled"));
-    assert_eq!(result["agent_reported_state"], json!("complete"));
-}
-
-#[tokio::test]
-async fn a_complete_job_stays_complete() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server.claim_one("queue=q").await;
-    server
-        .post_result(&id, json!({"job_state": "complete"}))
-        .await;
-    server.post_result(&id, json!({"job_state": "test"})).await;
-    assert_eq!(server.result(&id).await["job_state"], json!("complete"));
-}
-
-#[tokio::test]
-async fn result_for_unknown_job_is_404() {
-    let server = Server::new().await;
-    server
-        .post_json(
-            &format!("/v1/result/{UNKNOWN_ID}"),
-            &json!({"exit_code": 0}),
+        .call(
+            Method::POST,
+            &format!("/v1/job/{id}/action"),
+            token,
+            Some(&json!({"action": "cancel"})),
         )
+        .await
+}
+
+#[tokio::test]
+async fn only_its_client_or_a_manager_cancels_a_clients_job() {
+    let server = standard().await;
+    let alice = server
+        .client_token("alice", Role::Contributor, |_| {})
+        .await;
+    let bob = server.client_token("bob", Role::Contributor, |_| {}).await;
+    let manager = manager_token(&server).await;
+    let admin = admin_token(&server).await;
+    let id = server.submit_with(json!({"job_queue": "q"}), &alice).await;
+    cancel_as(&server, Some(&bob), &id)
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    cancel_as(&server, None, &id)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    // Still waiting.
+    assert_eq!(
+        server.get(&format!("/v1/job/{id}/position")).await.text(),
+        "0"
+    );
+    cancel_as(&server, Some(&alice), &id).await.assert_ok_text();
+    let second = server.submit_with(json!({"job_queue": "q"}), &alice).await;
+    cancel_as(&server, Some(&manager), &second)
+        .await
+        .assert_ok_text();
+    let third = server.submit_with(json!({"job_queue": "q"}), &alice).await;
+    cancel_as(&server, Some(&admin), &third)
+        .await
+        .assert_ok_text();
+    let result = server.result(&second).await;
+    assert_eq!(result["job_state"], json!("cancelled"), "{result}");
+}
+
+#[tokio::test]
+async fn an_anonymous_caller_cannot_cancel_a_clients_job_even_in_open_mode() {
+    let server = Server::with_auth(AuthMode::Open).await;
+    let alice = server
+        .client_token("alice", Role::Contributor, |_| {})
+        .await;
+    let id = server.submit_with(json!({"job_queue": "q"}), &alice).await;
+    cancel_as(&server, None, &id)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED);
+    cancel_as(&server, Some(&alice), &id).await.assert_ok_text();
+}
+
+#[tokio::test]
+async fn anyone_cancels_an_anonymous_job() {
+    let server = standard().await;
+    let bob = server.client_token("bob", Role::Contributor, |_| {}).await;
+    let first = server.submit(json!({"job_queue": "q"})).await;
+    let second = server.submit(json!({"job_queue": "q"})).await;
+    cancel_as(&server, None, &first).await.assert_ok_text();
+    cancel_as(&server, Some(&bob), &second)
+        .await
+        .assert_ok_text();
+    // A second cancel is 400, an unknown job 404.
+    cancel_as(&server, None, &first)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    cancel_as(&server, None, UNKNOWN_ID)
         .await
         .assert_error(StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn result_with_a_bad_status_is_422() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let uri = format!("/v1/result/{id}");
-    server
-        .post_json(&uri, &json!({"status": 5}))
-        .await
-        .assert_invalid_fields(&["status"]);
-    server
-        .post_json(&uri, &json!({"status": "ok"}))
-        .await
-        .assert_invalid_fields(&["status"]);
-    server
-        .post_json(&uri, &json!({"status": {"test": "x"}}))
-        .await
-        .assert_invalid_fields(&["status.test"]);
-    // Nothing of those was stored.
-    let result = server.result(&id).await;
-    assert!(result.get("test_status").is_none(), "{result}");
-    assert!(result.get("status").is_none(), "{result}");
-}
-
-#[tokio::test]
-async fn result_with_a_bad_job_state_or_device_info_is_422() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let uri = format!("/v1/result/{id}");
-    for state in [json!(""), json!(3), json!(null), json!(["test"])] {
-        server
-            .post_json(&uri, &json!({"job_state": state}))
-            .await
-            .assert_invalid_fields(&["job_state"]);
-    }
-    server
-        .post_json(&uri, &json!({"device_info": "x"}))
-        .await
-        .assert_invalid_fields(&["device_info"]);
-    server
-        .post_json(
-            &uri,
-            &json!({"device_info": 1, "job_state": 2, "status": {"test": "x"}}),
-        )
-        .await
-        .assert_invalid_fields(&["device_info", "job_state", "status.test"]);
-    assert_eq!(server.result(&id).await["job_state"], json!("waiting"));
-}
-
-#[tokio::test]
-async fn result_not_an_object_is_422() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    for body in ["[1]", "\"x\"", "7"] {
-        server
-            .post_raw(&format!("/v1/result/{id}"), Some("application/json"), body)
-            .await
-            .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
-    }
-}
-
-#[tokio::test]
-async fn result_malformed_json_is_400() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server
-        .post_raw(
-            &format!("/v1/result/{id}"),
-            Some("application/json"),
-            "{\"exit_code\": ",
-        )
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-}
-
-#[tokio::test]
-async fn result_over_the_limit_is_413() {
-    let server = Server::with_config(|c| c.limits.json_body = 1024).await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server
-        .post_json(
-            &format!("/v1/result/{id}"),
-            &json!({"output": "y".repeat(2000)}),
-        )
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
-    let result = server.result(&id).await;
-    assert!(result.get("output").is_none(), "{result}");
-}
-
-#[tokio::test]
-async fn get_result_of_unknown_job_is_204() {
-    let server = Server::new().await;
-    server
-        .get(&format!("/v1/result/{UNKNOWN_ID}"))
-        .await
-        .assert_no_content();
-}
-
-#[tokio::test]
-async fn get_result_with_a_bad_id_is_400() {
-    let server = Server::new().await;
-    server
-        .get("/v1/result/not-a-uuid")
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-    server
-        .post_json("/v1/result/not-a-uuid", &json!({"exit_code": 0}))
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-}
-
-// ---------------------------------------------------------------- artifacts
-
-#[tokio::test]
-async fn artifact_upload_then_download_returns_the_same_bytes() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let content = binary(70_000, 7);
-    upload_artifact(&server, &id, &content)
-        .await
-        .assert_ok_text();
-    let reply = server.get(&format!("/v1/result/{id}/artifact")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    assert_eq!(
-        reply
-            .headers
-            .get(header::CONTENT_DISPOSITION)
-            .and_then(|v| v.to_str().ok()),
-        Some("attachment; filename=artifact.tar.gz")
-    );
-    assert_eq!(reply.body.len(), content.len());
-    assert!(reply.body == content, "the bytes come back unchanged");
-}
-
-#[tokio::test]
-async fn a_second_artifact_upload_replaces_the_first() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    upload_artifact(&server, &id, &binary(5000, 1))
-        .await
-        .assert_ok_text();
-    let second = binary(300, 2);
-    upload_artifact(&server, &id, &second)
-        .await
-        .assert_ok_text();
-    let reply = server.get(&format!("/v1/result/{id}/artifact")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    assert!(reply.body == second, "the newer upload is served");
-}
-
-#[tokio::test]
-async fn artifact_download_with_none_stored_is_204() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    server
-        .get(&format!("/v1/result/{id}/artifact"))
-        .await
-        .assert_no_content();
-}
-
-#[tokio::test]
-async fn artifact_upload_for_unknown_job_is_404() {
-    let server = Server::new().await;
-    upload_artifact(&server, UNKNOWN_ID, b"data")
-        .await
-        .assert_error(StatusCode::NOT_FOUND);
-    server
-        .get(&format!("/v1/result/{UNKNOWN_ID}/artifact"))
-        .await
-        .assert_no_content();
-}
-
-#[tokio::test]
-async fn artifact_with_a_bad_id_is_400() {
-    let server = Server::new().await;
-    upload_artifact(&server, "not-a-uuid", b"data")
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-    server
-        .get("/v1/result/not-a-uuid/artifact")
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-}
-
-#[tokio::test]
-async fn artifact_upload_without_multipart_is_415() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let uri = format!("/v1/result/{id}/artifact");
-    server
-        .post_raw(&uri, Some("application/octet-stream"), b"raw".to_vec())
-        .await
-        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    server
-        .post_raw(&uri, None, b"raw".to_vec())
-        .await
-        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    server.get(&uri).await.assert_no_content();
-}
-
-#[tokio::test]
-async fn artifact_multipart_without_a_file_field_is_400() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let body = multipart(
-        BOUNDARY,
-        &[("other", Some("a.tgz"), b"data"), ("note", None, b"hello")],
-    );
-    server
-        .post_raw(
-            &format!("/v1/result/{id}/artifact"),
-            Some(&multipart_type()),
-            body,
-        )
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-    server
-        .get(&format!("/v1/result/{id}/artifact"))
-        .await
-        .assert_no_content();
-}
-
-#[tokio::test]
-async fn artifact_truncated_multipart_is_400_and_stores_nothing() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let mut body = multipart(BOUNDARY, &[("file", Some("a.tgz"), &binary(3000, 6))]);
-    body.truncate(body.len() - 200);
-    server
-        .post_raw(
-            &format!("/v1/result/{id}/artifact"),
-            Some(&multipart_type()),
-            body,
-        )
-        .await
-        .assert_error(StatusCode::BAD_REQUEST);
-    server
-        .get(&format!("/v1/result/{id}/artifact"))
-        .await
-        .assert_no_content();
-}
-
-#[tokio::test]
-async fn artifact_file_field_after_other_fields_is_stored() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let content = binary(1234, 9);
-    let body = multipart(
-        BOUNDARY,
-        &[("note", None, b"hello"), ("file", Some("a.tgz"), &content)],
-    );
-    server
-        .post_raw(
-            &format!("/v1/result/{id}/artifact"),
-            Some(&multipart_type()),
-            body,
-        )
-        .await
-        .assert_ok_text();
-    let reply = server.get(&format!("/v1/result/{id}/artifact")).await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.body == content);
-}
-
-#[tokio::test]
-async fn artifact_over_the_blob_limit_is_413_and_keeps_the_previous_one() {
-    let server = Server::with_config(|c| c.limits.blob = 1000).await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let uri = format!("/v1/result/{id}/artifact");
-
-    // With none stored before: still none after.
-    upload_artifact(&server, &id, &binary(2000, 3))
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
-    server.get(&uri).await.assert_no_content();
-
-    let first = binary(900, 4);
-    upload_artifact(&server, &id, &first).await.assert_ok_text();
-    upload_artifact(&server, &id, &binary(5000, 5))
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
-    let reply = server.get(&uri).await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    assert!(reply.body == first, "the previous artifact is intact");
-}
-
-// ---------------------------------------------------------------- agents
-
-#[tokio::test]
-async fn advertised_queues_are_listed() {
-    let server = Server::new().await;
-    let empty = server.get("/v1/agents/queues").await.ok_json();
-    assert_eq!(empty, json!({}));
-    server
-        .post_json(
-            "/v1/agents/queues",
-            &json!({"q1": "the first queue", "q2": "the second"}),
-        )
-        .await
-        .assert_ok_text();
-    server
-        .post_json("/v1/agents/queues", &json!({"q1": "renamed", "q3": ""}))
-        .await
-        .assert_ok_text();
-    let listed = server.get("/v1/agents/queues").await.ok_json();
-    assert_eq!(
-        listed,
-        json!({"q1": "renamed", "q2": "the second", "q3": ""})
-    );
-}
-
-#[tokio::test]
-async fn queue_with_a_non_string_description_is_422() {
-    let server = Server::new().await;
-    server
-        .post_json("/v1/agents/queues", &json!({"good": "x", "bad": 5}))
-        .await
-        .assert_invalid_fields(&["bad"]);
-    server
-        .post_raw("/v1/agents/queues", Some("application/json"), "[\"q\"]")
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(server.get("/v1/agents/queues").await.ok_json(), json!({}));
-}
-
-#[tokio::test]
-async fn advertised_images_are_served_per_queue() {
-    let server = Server::new().await;
-    server
-        .post_json(
-            "/v1/agents/images",
-            &json!({"q": {"img": "url: x", "jammy": "distro: jammy"}, "r": {"other": "url: y"}}),
-        )
-        .await
-        .assert_ok_text();
-    let images = server.get("/v1/agents/images/q").await.ok_json();
-    assert_eq!(images, json!({"img": "url: x", "jammy": "distro: jammy"}));
-    let images = server.get("/v1/agents/images/r").await.ok_json();
-    assert_eq!(images, json!({"other": "url: y"}));
-}
-
-#[tokio::test]
-async fn images_of_an_unknown_queue_are_empty() {
-    let server = Server::new().await;
-    let images = server.get("/v1/agents/images/nowhere").await.ok_json();
-    assert_eq!(images, json!({}));
-}
-
-#[tokio::test]
-async fn a_second_images_post_replaces_the_map() {
-    let server = Server::new().await;
-    server
-        .post_json("/v1/agents/images", &json!({"q": {"img": "url: x"}}))
-        .await
-        .assert_ok_text();
-    server
-        .post_json("/v1/agents/images", &json!({"q": {"new": "url: z"}}))
-        .await
-        .assert_ok_text();
-    let images = server.get("/v1/agents/images/q").await.ok_json();
-    assert_eq!(images, json!({"new": "url: z"}));
-}
-
-#[tokio::test]
-async fn images_with_bad_shapes_are_422() {
-    let server = Server::new().await;
-    server
-        .post_json("/v1/agents/images", &json!({"q": "url: x"}))
-        .await
-        .assert_invalid_fields(&["q"]);
-    server
-        .post_json("/v1/agents/images", &json!({"q": {"img": 1}}))
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(server.get("/v1/agents/images/q").await.ok_json(), json!({}));
-}
-
-// ---------------------------------------------------------------- errors
-
-#[tokio::test]
-async fn unknown_route_is_404_json() {
-    let server = Server::new().await;
-    for uri in ["/nope", "/v1/nope", "/v2/job", "/v1/job/x/y/z"] {
-        server.get(uri).await.assert_error(StatusCode::NOT_FOUND);
-    }
-    server
-        .post_json("/v1/nope", &json!({}))
-        .await
-        .assert_error(StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn wrong_method_is_405_json() {
-    let server = Server::new().await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let cases = [
-        (Method::DELETE, "/v1/job".to_owned()),
-        (Method::PUT, "/v1/job".to_owned()),
-        (Method::POST, "/v1".to_owned()),
-        (Method::DELETE, format!("/v1/job/{id}")),
-        (Method::GET, format!("/v1/job/{id}/action")),
-        (Method::PUT, format!("/v1/result/{id}")),
-        (Method::DELETE, format!("/v1/result/{id}/artifact")),
-        (Method::DELETE, "/v1/agents/queues".to_owned()),
-        (Method::POST, "/v1/agents/images/q".to_owned()),
-    ];
-    for (method, uri) in cases {
-        let reply = server
-            .send(request(method.clone(), &uri, None, Body::empty()))
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "{method} {uri}: {reply:?}"
-        );
-        reply.assert_error(StatusCode::METHOD_NOT_ALLOWED);
-    }
-}
-
-#[tokio::test]
-async fn trailing_slash_is_optional() {
-    let server = Server::new().await;
-    let reply = server
-        .post_json("/v1/job/", &json!({"job_queue": "q"}))
-        .await;
-    let id = reply.ok_json()["job_id"].as_str().unwrap().to_owned();
-    let definition = server.get(&format!("/v1/job/{id}/")).await.ok_json();
-    assert_eq!(definition["job_id"], json!(id));
-    assert_eq!(
-        server.result(&format!("{id}/")).await["job_state"],
-        json!("waiting")
-    );
-    let claimed = server.get("/v1/job/?queue=q").await.ok_json();
-    assert_eq!(claimed["job_id"], json!(id));
-    server
-        .post_json("/v1/agents/queues/", &json!({"q": "d"}))
-        .await
-        .assert_ok_text();
-    assert_eq!(
-        server.get("/v1/agents/queues/").await.ok_json(),
-        json!({"q": "d"})
-    );
-}
-
-#[tokio::test]
-async fn every_error_body_has_message_and_detail() {
-    let server = Server::with_config(|c| c.limits.json_body = 1024).await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
-    let cases: Vec<(Reply, StatusCode)> = vec![
-        (
-            server
-                .post_raw("/v1/job", Some("application/json"), "{")
-                .await,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            server.post_json("/v1/job", &json!({})).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            server
-                .post_json("/v1/job", &json!({"job_queue": "q", "p": "x".repeat(2000)}))
-                .await,
-            StatusCode::PAYLOAD_TOO_LARGE,
-        ),
-        (
-            server
-                .post_raw("/v1/job", Some("multipart/form-data; boundary=x"), "--x--")
-                .await,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
-        (server.get("/v1/job").await, StatusCode::BAD_REQUEST),
-        (server.get("/v1/job/zzz").await, StatusCode::BAD_REQUEST),
-        (cancel(&server, UNKNOWN_ID).await, StatusCode::NOT_FOUND),
-        (
-            server
-                .post_json(&format!("/v1/job/{id}/action"), &json!({"action": "x"}))
-                .await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            server
-                .post_json(&format!("/v1/result/{UNKNOWN_ID}"), &json!({}))
-                .await,
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            server
-                .post_raw(&format!("/v1/result/{id}/artifact"), None, "x")
-                .await,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
-        (server.get("/v1/missing").await, StatusCode::NOT_FOUND),
-        (
-            server
-                .send(request(Method::PATCH, "/v1/job", None, Body::empty()))
-                .await,
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
-    ];
-    for (reply, status) in cases {
-        reply.assert_error(status);
-    }
 }

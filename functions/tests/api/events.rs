@@ -1,0 +1,309 @@
+//! The job events relay (SPEC.md §8): an agent's events go to the job's own
+//! webhook, only where the configuration trusts it, with the configured token,
+//! bounded retries and a timeout; the webhook's answer comes back.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use testflinger_shared::role::AuthMode;
+use testflinger_shared::secrets::SecretsKey;
+
+use crate::common::*;
+use crate::support::*;
+
+/// How the test webhook answers.
+#[derive(Clone, Copy)]
+enum HookAnswer {
+    Status(u16),
+    Sleep(Duration),
+}
+
+/// One PUT the webhook received: its JSON body and `Authorization` header.
+#[derive(Debug, Clone)]
+struct HookCall {
+    body: Value,
+    authorization: Option<String>,
+}
+
+type HookState = (Arc<Mutex<Vec<HookCall>>>, HookAnswer);
+
+struct Hook {
+    port: u16,
+    calls: Arc<Mutex<Vec<HookCall>>>,
+}
+
+impl Hook {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn calls(&self) -> Vec<HookCall> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+async fn hook_handler(
+    State((calls, answer)): State<HookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    calls.lock().unwrap().push(HookCall {
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
+    match answer {
+        HookAnswer::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            let body = if status.is_success() {
+                json!({"received": true})
+            } else {
+                json!({"message": format!("the hook answers {code}"), "detail": {}})
+            };
+            (status, Json(body)).into_response()
+        }
+        HookAnswer::Sleep(duration) => {
+            tokio::time::sleep(duration).await;
+            (StatusCode::OK, Json(json!({"received": "late"}))).into_response()
+        }
+    }
+}
+
+/// A webhook on 127.0.0.1 and a free port, answering PUT /hook.
+async fn start_hook(answer: HookAnswer) -> Hook {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::put(hook_handler))
+        .with_state((calls.clone(), answer));
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Hook { port, calls }
+}
+
+/// A standard-mode server that relays to `webhook_url` with "hook-token".
+async fn relay_server(webhook_url: Option<String>) -> Server {
+    Server::with_config(|config| {
+        config.auth.mode = AuthMode::Standard;
+        config.auth.signing_key = Some(SIGNING_KEY.into());
+        config.auth.secrets_key = Some(SecretsKey::from_base64(SECRETS_KEY).unwrap());
+        config.auth.webhook_url = webhook_url;
+        config.auth.webhook_auth = Some("hook-token".into());
+    })
+    .await
+}
+
+fn events_body(webhook: &str) -> Value {
+    json!({
+        "job_status_webhook": webhook,
+        "agent_id": "a1",
+        "job_queue": "q",
+        "events": [
+            {"event_name": "job_start", "timestamp": "2026-11-25T10:00:00Z", "detail": ""},
+        ],
+    })
+}
+
+async fn post_events(server: &Server, token: &str, id: &str, body: &Value) -> Reply {
+    server
+        .call(
+            Method::POST,
+            &format!("/v1/job/{id}/events"),
+            Some(token),
+            Some(body),
+        )
+        .await
+}
+
+/// A job whose webhook is `webhook`, and its events posted by an agent.
+async fn relay(server: &Server, webhook: &str) -> Reply {
+    let agent = agent_token(server).await;
+    let id = server
+        .submit(json!({"job_queue": "q", "job_status_webhook": webhook}))
+        .await;
+    post_events(server, &agent, &id, &events_body(webhook)).await
+}
+
+// ---------------------------------------------------------------- relayed
+
+#[tokio::test]
+async fn job_events_are_relayed_to_the_webhook() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let reply = relay(&server, &hook.url()).await;
+    assert_eq!(reply.ok_json(), json!({"received": true}));
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0].body,
+        json!({
+            "agent_id": "a1",
+            "job_queue": "q",
+            "events": [
+                {"event_name": "job_start", "timestamp": "2026-11-25T10:00:00Z", "detail": ""},
+            ],
+        })
+    );
+    assert_eq!(calls[0].authorization.as_deref(), Some("Bearer hook-token"));
+}
+
+#[tokio::test]
+async fn job_events_pass_back_the_webhooks_status() {
+    let hook = start_hook(HookAnswer::Status(404)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let body = relay(&server, &hook.url())
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], json!("the hook answers 404"));
+    assert_eq!(hook.calls().len(), 1, "a 4xx is not retried");
+}
+
+// ---------------------------------------------------------------- refused
+
+#[tokio::test]
+async fn job_events_for_another_host_or_port_are_403() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    for webhook in [
+        format!("http://localhost:{}/hook", hook.port),
+        format!("http://127.0.0.1:{other_port}/hook"),
+        format!("https://127.0.0.1:{}/hook", hook.port),
+        "http://example.com/hook".to_owned(),
+        // Parsers that disagree on where the host is must not be fooled.
+        format!(
+            "http://localhost:{other_port}\\@127.0.0.1:{}/hook",
+            hook.port
+        ),
+        format!(
+            "http://127.0.0.1:{}\\@localhost:{other_port}/hook",
+            hook.port
+        ),
+    ] {
+        let reply = relay(&server, &webhook).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{webhook}: {reply:?}");
+        reply.assert_error(StatusCode::FORBIDDEN);
+    }
+    assert!(hook.calls().is_empty(), "{:?}", hook.calls());
+}
+
+#[tokio::test]
+async fn job_events_follow_the_jobs_webhook_not_the_bodys() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let agent = agent_token(&server).await;
+    let untrusted = format!("http://localhost:{}/hook", hook.port);
+    let id = server
+        .submit(json!({"job_queue": "q", "job_status_webhook": untrusted}))
+        .await;
+    post_events(&server, &agent, &id, &events_body(&hook.url()))
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    assert!(hook.calls().is_empty(), "{:?}", hook.calls());
+}
+
+#[tokio::test]
+async fn job_events_need_the_jobs_own_webhook() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let agent = agent_token(&server).await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    post_events(&server, &agent, &id, &events_body(&hook.url()))
+        .await
+        .assert_invalid_fields(&["job_status_webhook"]);
+    assert!(hook.calls().is_empty());
+}
+
+#[tokio::test]
+async fn job_events_without_a_configured_webhook_url_are_403() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(None).await;
+    relay(&server, &hook.url())
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    assert!(hook.calls().is_empty(), "{:?}", hook.calls());
+}
+
+#[tokio::test]
+async fn job_events_for_an_unknown_job_are_404() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let agent = agent_token(&server).await;
+    post_events(&server, &agent, UNKNOWN_ID, &events_body(&hook.url()))
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    assert!(hook.calls().is_empty());
+}
+
+#[tokio::test]
+async fn job_events_that_are_not_a_list_are_422() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let agent = agent_token(&server).await;
+    let id = server
+        .submit(json!({"job_queue": "q", "job_status_webhook": hook.url()}))
+        .await;
+    let mut body = events_body(&hook.url());
+    body["events"] = json!({"event_name": "job_start"});
+    post_events(&server, &agent, &id, &body)
+        .await
+        .assert_invalid_fields(&["events"]);
+    assert!(hook.calls().is_empty());
+}
+
+// ---------------------------------------------------------------- a failing webhook
+
+#[tokio::test]
+async fn a_failing_webhook_is_tried_twice_then_502() {
+    let hook = start_hook(HookAnswer::Status(500)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    relay(&server, &hook.url())
+        .await
+        .assert_error(StatusCode::BAD_GATEWAY);
+    assert_eq!(hook.calls().len(), 2, "{:?}", hook.calls());
+}
+
+#[tokio::test]
+async fn a_webhook_refusing_our_token_is_a_bad_gateway_not_a_401() {
+    // A 401 would make the agent refresh its own token and replay.
+    let hook = start_hook(HookAnswer::Status(401)).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    relay(&server, &hook.url())
+        .await
+        .assert_error(StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn an_unreachable_webhook_is_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let server = relay_server(Some(format!("http://127.0.0.1:{port}"))).await;
+    relay(&server, &format!("http://127.0.0.1:{port}/hook"))
+        .await
+        .assert_error(StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn a_webhook_slower_than_the_timeout_is_504() {
+    let hook = start_hook(HookAnswer::Sleep(Duration::from_secs(5))).await;
+    let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
+    let started = std::time::Instant::now();
+    relay(&server, &hook.url())
+        .await
+        .assert_error(StatusCode::GATEWAY_TIMEOUT);
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(9), "bounded: {elapsed:?}");
+    assert_eq!(hook.calls().len(), 2, "{:?}", hook.calls());
+}
