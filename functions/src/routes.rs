@@ -4,7 +4,8 @@
 //! `src/bin/<name>.rs` mounts its own, and `template.yaml` declares one
 //! function per entry; a test keeps the three in agreement.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Method;
@@ -14,6 +15,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::auth::{authorize, Access, ADMIN, AGENT, AM, AMC, AMG, ANYONE};
 use crate::handlers::{
@@ -356,10 +358,22 @@ pub fn endpoint_app(name: &str, state: AppState) -> Option<App> {
     Some(finish(mount(Router::new(), endpoint, &state), state))
 }
 
-/// Mounts an endpoint behind the check of who may call it.
+/// Mounts an endpoint behind the check of who may call it, naming the
+/// request's span after the endpoint.
 fn mount(router: Router<AppState>, endpoint: &Endpoint, state: &AppState) -> Router<AppState> {
     let guard = middleware::from_fn_with_state((state.clone(), endpoint.access), authorize);
-    router.route(endpoint.path, endpoint.method_router().route_layer(guard))
+    let name = endpoint.name;
+    let named = middleware::from_fn(move |request: Request, next: Next| {
+        tracing::Span::current().record("route", name);
+        next.run(request)
+    });
+    router.route(
+        endpoint.path,
+        endpoint
+            .method_router()
+            .route_layer(guard)
+            .route_layer(named),
+    )
 }
 
 fn finish(router: Router<AppState>, state: AppState) -> App {
@@ -369,24 +383,52 @@ fn finish(router: Router<AppState>, state: AppState) -> App {
         // Each body is limited by its own extractor (JSON bodies by the JSON
         // limit while reading, uploads by the blob limit while streaming).
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(log_request))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(log_response)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
         .with_state(state);
     NormalizePathLayer::trim_trailing_slash().layer(router)
 }
 
-/// One log line per request: method, path, status, latency.
-async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+/// The span every request runs in: method, path, the endpoint's name from
+/// the route table (recorded once routing has matched), and a request id:
+/// the Lambda request id under Lambda, else the caller's `x-request-id`,
+/// else one of this process's own. Whatever is logged while the request is
+/// served (a backend's failure included) carries these fields.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    use lambda_http::RequestExt;
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let request_id = match request.lambda_context_ref() {
+        Some(context) => context.request_id.clone(),
+        None => request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))),
+    };
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        route = tracing::field::Empty,
+        request_id = %request_id,
+    )
+}
+
+/// One log line per request, inside its span: status and latency.
+fn log_response<B>(response: &Response<B>, latency: Duration, _span: &tracing::Span) {
     tracing::info!(
         target: "testflinger::request",
-        %method,
-        %path,
         status = response.status().as_u16(),
-        latency_ms = format_args!("{latency_ms:.3}"),
+        latency_ms = format_args!("{:.3}", latency.as_secs_f64() * 1000.0),
+        "answered",
     );
-    response
 }
