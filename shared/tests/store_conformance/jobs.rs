@@ -1,0 +1,601 @@
+//! Conformance of jobs: storing, claiming, cancelling, results and states, position, queue lists, wait times, attachments, search.
+
+use super::*;
+use testflinger_shared::job::{Job, JobState};
+use testflinger_shared::store::claim_order;
+
+conformance!(
+    a_stored_job_reads_back_as_submitted,
+    an_unknown_job_is_none,
+    the_claim_takes_priority_then_fifo,
+    the_claim_serves_every_requested_queue,
+    a_batch_of_jobs_is_stored_in_order,
+    the_claim_skips_jobs_that_exclude_the_agent,
+    the_claim_skips_jobs_waiting_for_attachments,
+    the_claim_marks_the_job_running,
+    concurrent_claims_hand_out_each_job_once,
+    cancel_moves_only_unfinished_jobs,
+    results_merge_and_status_is_replaced,
+    reported_states_move_the_job_until_terminal,
+    a_result_for_an_unknown_job_is_refused,
+    position_counts_the_jobs_claimed_before,
+    queue_jobs_are_listed_newest_first,
+    wait_times_come_from_claims,
+    uploaded_attachments_make_a_job_claimable,
+    search_filters_by_tags_and_states_and_pages,
+    a_job_too_large_to_store_is_refused_as_such,
+    claims_follow_the_one_definition_of_eligibility_and_order,
+    reported_states_follow_the_one_transition_rule,
+);
+
+async fn a_stored_job_reads_back_as_submitted(store: Arc<dyn Store>) {
+    let body = json!({
+        "job_queue": "q", "job_priority": 3, "name": "n",
+        "tags": ["a", "b"], "provision_data": {"url": "http://x"},
+        "reserve_data": {"timeout": "1h"}, "custom": {"deep": [1, 2.5, null, true]},
+    });
+    let id = insert(&store, body, 5).await;
+    let job = store.get_job(id).await.unwrap().expect("stored");
+    assert_eq!(job.job_id, id);
+    assert_eq!(job.job_queue, "q");
+    assert_eq!(job.job_priority, 3);
+    assert_eq!(job.state.as_str(), "waiting");
+    assert_eq!(job.created_at, t(5));
+    assert_eq!(job.started_at, None);
+    assert_eq!(job.attachments_status, None);
+    assert_eq!(
+        job.job_data["custom"],
+        json!({"deep": [1, 2.5, null, true]})
+    );
+    assert_eq!(job.job_data["reserve_data"]["timeout"], json!(3600));
+    assert_eq!(job.job_data["tags"], json!(["a", "b"]));
+    assert!(job.result_data.is_empty());
+}
+
+async fn an_unknown_job_is_none(store: Arc<dyn Store>) {
+    assert!(store.get_job(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn the_claim_takes_priority_then_fifo(store: Arc<dyn Store>) {
+    let low_old = insert(&store, json!({"job_queue": "q"}), 1).await;
+    let high = insert(&store, json!({"job_queue": "q", "job_priority": 10}), 2).await;
+    let low_new = insert(&store, json!({"job_queue": "q"}), 3).await;
+    let mid = insert(&store, json!({"job_queue": "q", "job_priority": 5}), 4).await;
+    for expected in [high, mid, low_old, low_new] {
+        assert_eq!(claim_id(&store, &["q"], None).await, Some(expected));
+    }
+    assert_eq!(claim_id(&store, &["q"], None).await, None);
+}
+
+async fn the_claim_serves_every_requested_queue(store: Arc<dyn Store>) {
+    let a = insert(&store, json!({"job_queue": "a"}), 1).await;
+    let b = insert(&store, json!({"job_queue": "b", "job_priority": 2}), 2).await;
+    let c = insert(&store, json!({"job_queue": "c"}), 0).await;
+    assert_eq!(claim_id(&store, &["a", "b"], None).await, Some(b));
+    assert_eq!(claim_id(&store, &["a", "b"], None).await, Some(a));
+    assert_eq!(claim_id(&store, &["a", "b"], None).await, None);
+    assert_eq!(claim_id(&store, &["c"], None).await, Some(c));
+    assert_eq!(claim_id(&store, &[], None).await, None);
+}
+
+async fn a_batch_of_jobs_is_stored_in_order(store: Arc<dyn Store>) {
+    store.insert_jobs(&[]).await.expect("an empty batch");
+    // 250 jobs round-robin over 3 queues, ten to a millisecond (so that the
+    // order of the batch must break ties), one of them urgent.
+    let jobs: Vec<NewJob> = (0..250)
+        .map(|i| {
+            let mut body = json!({
+                "job_queue": format!("bulk-{}", i % 3), "name": format!("job {i}"),
+                "tags": ["bulk"], "test_data": {"test_cmds": "true"},
+            });
+            if i == 200 {
+                body["job_priority"] = json!(5);
+            }
+            new_job(body, i / 10)
+        })
+        .collect();
+    store.insert_jobs(&jobs).await.expect("insert a batch");
+    for (i, submitted) in jobs.iter().enumerate() {
+        let job = store
+            .get_job(submitted.job_id)
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(job.state.as_str(), "waiting");
+        assert_eq!(job.job_queue, submitted.job_queue);
+        assert_eq!(job.created_at, t(i as i64 / 10));
+        assert_eq!(job.job_data, submitted.job_data, "job {i}");
+    }
+    let ids = |queues: &[&str]| -> Vec<Uuid> {
+        jobs.iter()
+            .filter(|j| queues.contains(&j.job_queue.as_str()))
+            .map(|j| j.job_id)
+            .collect()
+    };
+    // One queue alone, then the two others together: FIFO in batch order.
+    let mut claimed = Vec::new();
+    while let Some(id) = claim_id(&store, &["bulk-1"], None).await {
+        claimed.push(id);
+    }
+    assert_eq!(claimed, ids(&["bulk-1"]));
+    let mut expected = ids(&["bulk-0", "bulk-2"]);
+    let urgent = jobs[200].job_id;
+    expected.retain(|id| *id != urgent);
+    expected.insert(0, urgent);
+    let mut claimed = Vec::new();
+    while let Some(id) = claim_id(&store, &["bulk-0", "bulk-2"], None).await {
+        claimed.push(id);
+    }
+    assert_eq!(claimed, expected);
+}
+
+async fn the_claim_skips_jobs_that_exclude_the_agent(store: Arc<dyn Store>) {
+    let excluded = insert(
+        &store,
+        json!({"job_queue": "q", "exclude_agents": ["dev-1", "dev-2"]}),
+        1,
+    )
+    .await;
+    let open = insert(&store, json!({"job_queue": "q"}), 2).await;
+    assert_eq!(claim_id(&store, &["q"], Some("dev-2")).await, Some(open));
+    assert_eq!(claim_id(&store, &["q"], Some("dev-2")).await, None);
+    assert_eq!(
+        claim_id(&store, &["q"], Some("dev-3")).await,
+        Some(excluded)
+    );
+}
+
+async fn the_claim_skips_jobs_waiting_for_attachments(store: Arc<dyn Store>) {
+    let body = json!({"job_queue": "q", "test_data": {"attachments": [{"agent": "f.txt"}]}});
+    let job = new_job(body, 1);
+    assert_eq!(job.attachments_status, Some(AttachmentsStatus::Waiting));
+    store.insert_job(&job).await.unwrap();
+    let stored = store.get_job(job.job_id).await.unwrap().unwrap();
+    assert_eq!(stored.attachments_status, Some(AttachmentsStatus::Waiting));
+    assert!(!stored.job_data.contains_key("attachments_status"));
+    assert_eq!(claim_id(&store, &["q"], None).await, None);
+}
+
+async fn the_claim_marks_the_job_running(store: Arc<dyn Store>) {
+    let id = insert(&store, json!({"job_queue": "q", "x": 1}), 1).await;
+    let claimed = store
+        .claim_job(&claim(&["q"], Some("dev")), t(61_000))
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(claimed.job_id, id);
+    assert_eq!(claimed.state.as_str(), "running");
+    assert_eq!(claimed.started_at, Some(t(61_000)));
+    assert_eq!(claimed.job_data["x"], json!(1));
+    let stored = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(stored.state.as_str(), "running");
+    assert_eq!(stored.started_at, Some(t(61_000)));
+}
+
+async fn concurrent_claims_hand_out_each_job_once(store: Arc<dyn Store>) {
+    const JOBS: usize = 120;
+    const CLAIMERS: usize = 16;
+    let mut submitted = HashSet::new();
+    for i in 0..JOBS {
+        submitted.insert(insert(&store, json!({"job_queue": "race"}), i as i64).await);
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..CLAIMERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(id) = claim_id(&store, &["race"], None).await {
+                mine.push(id);
+            }
+            mine
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    let distinct: HashSet<Uuid> = claimed.iter().copied().collect();
+    assert_eq!(claimed.len(), JOBS, "every job claimed once, none twice");
+    assert_eq!(distinct, submitted);
+}
+
+async fn cancel_moves_only_unfinished_jobs(store: Arc<dyn Store>) {
+    let waiting = insert(&store, json!({"job_queue": "q"}), 1).await;
+    assert_eq!(
+        store.cancel_job(waiting, t(0)).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        store
+            .get_job(waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
+        "cancelled"
+    );
+    assert_eq!(
+        store.cancel_job(waiting, t(0)).await.unwrap(),
+        CancelOutcome::AlreadyFinished
+    );
+    assert_eq!(claim_id(&store, &["q"], None).await, None);
+
+    let finished = insert(&store, json!({"job_queue": "q"}), 2).await;
+    store
+        .apply_result(finished, &patch(json!({"job_state": "complete"})), t(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cancel_job(finished, t(0)).await.unwrap(),
+        CancelOutcome::AlreadyFinished
+    );
+    assert_eq!(
+        store
+            .get_job(finished)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
+        "complete"
+    );
+
+    assert_eq!(
+        store.cancel_job(Uuid::new_v4(), t(0)).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+}
+
+async fn results_merge_and_status_is_replaced(store: Arc<dyn Store>) {
+    let id = insert(&store, json!({"job_queue": "q"}), 1).await;
+    for body in [
+        json!({"exit_code": 0, "output": "foo", "status": {"setup": 0, "provision": 1}}),
+        json!({"device_info": {"ip": "10.0.0.2"}, "status": {"setup": 0}}),
+    ] {
+        assert!(store.apply_result(id, &patch(body), t(2)).await.unwrap());
+    }
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.result_data["exit_code"], json!(0));
+    assert_eq!(job.result_data["output"], json!("foo"));
+    assert_eq!(job.result_data["device_info"], json!({"ip": "10.0.0.2"}));
+    assert_eq!(job.result_data["status"], json!({"setup": 0}));
+    assert_eq!(job.state.as_str(), "waiting");
+}
+
+async fn reported_states_move_the_job_until_terminal(store: Arc<dyn Store>) {
+    let id = insert(&store, json!({"job_queue": "q"}), 1).await;
+    claim_id(&store, &["q"], None).await.expect("claimed");
+    for phase in ["setup", "provision", "test"] {
+        store
+            .apply_result(id, &patch(json!({"job_state": phase})), t(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_job(id).await.unwrap().unwrap().state.as_str(),
+            phase
+        );
+    }
+    // `waiting` is the server's state: never reported back.
+    store
+        .apply_result(id, &patch(json!({"job_state": "waiting"})), t(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().state.as_str(),
+        "test"
+    );
+
+    assert_eq!(
+        store.cancel_job(id, t(0)).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    store
+        .apply_result(
+            id,
+            &patch(json!({"job_state": "complete", "status": {"test": 247}})),
+            t(4),
+        )
+        .await
+        .unwrap();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.state.as_str(), "cancelled");
+    assert_eq!(job.result_data[REPORTED_STATE_KEY], json!("complete"));
+    assert_eq!(job.result_data["status"], json!({"test": 247}));
+}
+
+async fn a_result_for_an_unknown_job_is_refused(store: Arc<dyn Store>) {
+    let unknown = Uuid::new_v4();
+    assert!(!store
+        .apply_result(unknown, &patch(json!({"a": 1})), t(1))
+        .await
+        .unwrap());
+    assert!(!store
+        .apply_result(unknown, &patch(json!({"job_state": "setup"})), t(1))
+        .await
+        .unwrap());
+    assert!(store.get_job(unknown).await.unwrap().is_none());
+}
+
+async fn position_counts_the_jobs_claimed_before(store: Arc<dyn Store>) {
+    let first = insert(&store, json!({"job_queue": "q"}), 1).await;
+    let second = insert(&store, json!({"job_queue": "q"}), 2).await;
+    let urgent = insert(&store, json!({"job_queue": "q", "job_priority": 9}), 3).await;
+    insert(&store, json!({"job_queue": "other"}), 0).await;
+    assert_eq!(store.job_position(urgent).await.unwrap(), Some(0));
+    assert_eq!(store.job_position(first).await.unwrap(), Some(1));
+    assert_eq!(store.job_position(second).await.unwrap(), Some(2));
+    assert_eq!(claim_id(&store, &["q"], None).await, Some(urgent));
+    assert_eq!(
+        store.job_position(urgent).await.unwrap(),
+        None,
+        "no longer waiting"
+    );
+    assert_eq!(store.job_position(second).await.unwrap(), Some(1));
+    assert_eq!(store.job_position(Uuid::new_v4()).await.unwrap(), None);
+}
+
+async fn queue_jobs_are_listed_newest_first(store: Arc<dyn Store>) {
+    let old = insert(&store, json!({"job_queue": "q"}), 1).await;
+    let new = insert(&store, json!({"job_queue": "q"}), 2).await;
+    insert(&store, json!({"job_queue": "other"}), 3).await;
+    store.cancel_job(old, t(0)).await.unwrap();
+    let jobs = store.queue_jobs("q", 10).await.unwrap();
+    let listed: Vec<(Uuid, &str)> = jobs
+        .iter()
+        .map(|j| (j.job_id, j.job_state.as_str()))
+        .collect();
+    assert_eq!(listed, [(new, "waiting"), (old, "cancelled")]);
+    assert_eq!(store.queue_jobs("q", 1).await.unwrap().len(), 1);
+    assert!(store.queue_jobs("empty", 10).await.unwrap().is_empty());
+}
+
+async fn wait_times_come_from_claims(store: Arc<dyn Store>) {
+    insert(&store, json!({"job_queue": "a"}), 0).await;
+    insert(&store, json!({"job_queue": "a"}), 40_000).await;
+    insert(&store, json!({"job_queue": "b"}), 90_000).await;
+    for _ in 0..2 {
+        claim_id(&store, &["a"], None).await.unwrap(); // claimed at t(100_000)
+    }
+    claim_id(&store, &["b"], None).await.unwrap();
+    let all = store.wait_times(&[], t(0), 10).await.unwrap();
+    let mut a = all["a"].clone();
+    a.sort();
+    assert_eq!(a, [60_000, 100_000]);
+    assert_eq!(all["b"], [10_000]);
+    let only_b = store
+        .wait_times(&["b".to_string()], t(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(only_b.keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(store.wait_times(&[], t(0), 1).await.unwrap()["a"].len(), 1);
+    assert!(store
+        .wait_times(&[], t(200_000), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn uploaded_attachments_make_a_job_claimable(store: Arc<dyn Store>) {
+    let job = new_job(
+        json!({"job_queue": "q", "test_data": {"attachments": [{"agent": "a"}]}}),
+        1,
+    );
+    store.insert_job(&job).await.unwrap();
+    assert_eq!(claim_id(&store, &["q"], None).await, None);
+    assert!(store.complete_attachments(job.job_id).await.unwrap());
+    let claimed = store
+        .claim_job(&claim(&["q"], None), t(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        claimed.attachments_status,
+        Some(AttachmentsStatus::Complete)
+    );
+    let plain = insert(&store, json!({"job_queue": "q"}), 3).await;
+    assert!(
+        !store.complete_attachments(plain).await.unwrap(),
+        "no attachments declared"
+    );
+    assert!(!store.complete_attachments(Uuid::new_v4()).await.unwrap());
+}
+
+async fn search_filters_by_tags_and_states_and_pages(store: Arc<dyn Store>) {
+    let a = insert(&store, json!({"job_queue": "q", "tags": ["x", "y"]}), 1).await;
+    let b = insert(&store, json!({"job_queue": "q", "tags": ["x"]}), 2).await;
+    let c = insert(&store, json!({"job_queue": "q", "tags": ["y"]}), 3).await;
+    let d = insert(&store, json!({"job_queue": "q"}), 4).await;
+    store.cancel_job(c, t(0)).await.unwrap();
+    // The query as the API would parse it from these parameters.
+    let query_of = |pairs: &[(&str, &str)]| {
+        let mut query = SearchQuery::default();
+        for (key, value) in pairs {
+            match *key {
+                "tags" => query.tags.push(value.to_string()),
+                "match" => query.match_all = *value == "all",
+                "state" if *value == "active" => query.active = true,
+                "state" => query.states.push(value.to_string()),
+                "limit" => query.limit = value.parse().unwrap(),
+                other => panic!("no such parameter {other}"),
+            }
+        }
+        query
+    };
+    let search_query = |query: SearchQuery| {
+        let store = store.clone();
+        async move {
+            store
+                .search_jobs(&query)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|j| j.job_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let search = |pairs: &[(&str, &str)]| search_query(query_of(pairs));
+    assert_eq!(search(&[]).await, [d, c, b, a]);
+    assert_eq!(search(&[("tags", "x")]).await, [b, a]);
+    assert_eq!(search(&[("tags", "x"), ("tags", "y")]).await, [c, b, a]);
+    assert_eq!(
+        search(&[("tags", "x"), ("tags", "y"), ("match", "all")]).await,
+        [a]
+    );
+    assert_eq!(search(&[("state", "cancelled")]).await, [c]);
+    assert_eq!(search(&[("state", "active")]).await, [d, b, a]);
+    assert_eq!(
+        search(&[("state", "cancelled"), ("tags", "x")]).await,
+        Vec::<Uuid>::new()
+    );
+    // Pages: limit + 1 come back; the cursor continues after the last shown.
+    let first = search(&[("limit", "2")]).await;
+    assert_eq!(first, [d, c, b]);
+    let all = store.search_jobs(&SearchQuery::default()).await.unwrap();
+    let mut next = query_of(&[("limit", "2")]);
+    next.before = Some((all[1].created_at, all[1].job_id));
+    assert_eq!(search_query(next).await, [b, a]);
+}
+
+async fn a_job_too_large_to_store_is_refused_as_such(store: Arc<dyn Store>) {
+    // 2.6 MB of JSON, over 16 MiB as BSON: stored whole, or refused as too
+    // large (413), never a backend failure (500).
+    let zeros = vec![0; 1_300_000];
+    let job = new_job(json!({"job_queue": "q", "zeros": zeros}), 1);
+    match store.insert_job(&job).await {
+        Ok(()) => {
+            let stored = store.get_job(job.job_id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.job_data["zeros"].as_array().map(Vec::len),
+                Some(1_300_000)
+            );
+        }
+        Err(Error::TooLarge { .. }) => assert!(store.get_job(job.job_id).await.unwrap().is_none()),
+        Err(other) => panic!("expected success or TooLarge, got {other:?}"),
+    }
+}
+
+// ---- Clients, tokens, restricted queues, secrets ----
+
+/// A small deterministic generator, so a failure replays exactly.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// A mixed backlog (priorities, queues, excluded agents, attachments still
+/// missing, cancelled jobs, equal submission times) is claimed by agents
+/// asking for random sets of queues; every claim must hand out exactly
+/// the job that `ClaimRequest::admits` and `claim_order` pick.
+async fn claims_follow_the_one_definition_of_eligibility_and_order(store: Arc<dyn Store>) {
+    let mut rng = Lcg(7);
+    let queues = ["q0", "q1", "q2"];
+    let mut model: Vec<Job> = Vec::new();
+    for i in 0..120 {
+        let mut body = json!({
+            "job_queue": queues[rng.below(3) as usize],
+            "job_priority": rng.below(3),
+        });
+        match rng.below(8) {
+            0 => body["exclude_agents"] = json!(["agent-a"]),
+            1 => body["test_data"] = json!({"attachments": [{"agent": "f.txt"}]}),
+            _ => {}
+        }
+        // Every third job shares its millisecond with the one before.
+        let id = insert(&store, body, i - i64::from(i % 3 == 2)).await;
+        if rng.below(10) == 0 {
+            store.cancel_job(id, t(i)).await.unwrap();
+        }
+        model.push(store.get_job(id).await.unwrap().expect("stored"));
+    }
+    let agents = [None, Some("agent-a"), Some("agent-b")];
+    let mut handed_out = 0;
+    for _ in 0..150 {
+        let asked: Vec<&str> = queues
+            .iter()
+            .copied()
+            .filter(|_| rng.below(2) == 0)
+            .collect();
+        if asked.is_empty() {
+            continue;
+        }
+        let request = claim(&asked, agents[rng.below(3) as usize]);
+        let expected = model
+            .iter()
+            .filter(|job| request.admits(job))
+            .min_by(|a, b| claim_order(a, b))
+            .map(|job| job.job_id);
+        let claimed = store
+            .claim_job(&request, t(200_000))
+            .await
+            .unwrap()
+            .map(|job| job.job_id);
+        assert_eq!(claimed, expected, "claim for {request:?}");
+        if let Some(id) = claimed {
+            handed_out += 1;
+            let job = model.iter_mut().find(|j| j.job_id == id).unwrap();
+            job.state = JobState::Running;
+        }
+    }
+    assert!(
+        handed_out > 50,
+        "the backlog was claimed ({handed_out} jobs)"
+    );
+}
+
+/// From each state a job can be in, each kind of report moves it exactly
+/// as `JobState::after_report` says, on every store.
+async fn reported_states_follow_the_one_transition_rule(store: Arc<dyn Store>) {
+    let from_states = ["running", "provision", "complete", "completed", "cancelled"];
+    let reports = [
+        "setup",
+        "waiting",
+        "complete",
+        "cancelled",
+        "a-custom-phase",
+    ];
+    for (i, from) in from_states.iter().enumerate() {
+        for (j, reported) in reports.iter().enumerate() {
+            let queue = format!("rule-{i}-{j}");
+            let id = insert(&store, json!({"job_queue": queue}), 1).await;
+            claim_id(&store, &[queue.as_str()], None)
+                .await
+                .expect("claimed");
+            match *from {
+                "running" => {}
+                "cancelled" => {
+                    store.cancel_job(id, t(2)).await.unwrap();
+                }
+                other => {
+                    store
+                        .apply_result(id, &patch(json!({"job_state": other})), t(2))
+                        .await
+                        .unwrap();
+                }
+            }
+            let before = store.get_job(id).await.unwrap().unwrap().state;
+            assert_eq!(before.as_str(), *from);
+            store
+                .apply_result(id, &patch(json!({"job_state": reported})), t(3))
+                .await
+                .unwrap();
+            let after = store.get_job(id).await.unwrap().unwrap();
+            let expected = before.after_report(reported).unwrap_or(before.clone());
+            assert_eq!(after.state, expected, "{from} + report {reported}");
+            if before.after_report(reported).is_none() {
+                assert_eq!(
+                    after.result_data[REPORTED_STATE_KEY],
+                    json!(reported),
+                    "a refused report is recorded"
+                );
+            }
+        }
+    }
+}
