@@ -253,6 +253,15 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The streak after a provision that exited with `exit_code`.
+    pub fn next_streak(&self, exit_code: i64) -> (&'static str, i64) {
+        let current = self
+            .provision_streak
+            .as_ref()
+            .map(|(k, n)| (k.as_str(), *n));
+        next_streak(current, exit_code)
+    }
+
     /// The queues the agent lists.
     pub fn queues(&self) -> Vec<&str> {
         self.fields

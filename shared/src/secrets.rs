@@ -215,6 +215,17 @@ pub fn job_secret_paths(job_data: &Map<String, Value>) -> Vec<String> {
     paths
 }
 
+/// The paths, each once, in their first order.
+pub fn distinct_paths(paths: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(paths.len());
+    for path in paths {
+        if !out.contains(path) {
+            out.push(path.clone());
+        }
+    }
+    out
+}
+
 /// A refusal of a submission's secrets (422 naming each path).
 pub fn inaccessible(paths: &[String]) -> Error {
     let mut errors = FieldErrors::new();

@@ -111,11 +111,7 @@ impl AgentStore for MongoStore {
             let Some(agent) = self.get_agent(name).await? else {
                 return Ok(false);
             };
-            let current = agent
-                .provision_streak
-                .as_ref()
-                .map(|(k, n)| (k.as_str(), *n));
-            let (kind, count) = crate::agents::next_streak(current, entry.exit_code);
+            let (kind, count) = agent.next_streak(entry.exit_code);
             let filter = match &agent.provision_streak {
                 Some((old_kind, old_count)) => doc! {
                     "name": name, "provision_streak_type": old_kind, "provision_streak_count": old_count,

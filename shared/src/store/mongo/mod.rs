@@ -323,19 +323,3 @@ mod queues;
 mod retention;
 mod secrets;
 mod tokens;
-#[allow(unused_imports)]
-use agents::*;
-#[allow(unused_imports)]
-use clients::*;
-#[allow(unused_imports)]
-use jobs::*;
-#[allow(unused_imports)]
-use logs::*;
-#[allow(unused_imports)]
-use queues::*;
-#[allow(unused_imports)]
-use retention::*;
-#[allow(unused_imports)]
-use secrets::*;
-#[allow(unused_imports)]
-use tokens::*;

@@ -44,17 +44,6 @@ pub(super) fn secret_from_document(document: &Document) -> Result<StoredSecret> 
     })
 }
 
-/// The paths in the order given, each once.
-pub(super) fn distinct(paths: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(paths.len());
-    for path in paths {
-        if !out.contains(path) {
-            out.push(path.clone());
-        }
-    }
-    out
-}
-
 #[async_trait]
 impl SecretStore for MongoStore {
     async fn put_secret(&self, secret: &StoredSecret) -> Result<()> {
@@ -106,7 +95,7 @@ impl SecretStore for MongoStore {
         paths: &[String],
         now: Timestamp,
     ) -> Result<Vec<String>> {
-        let paths = distinct(paths);
+        let paths = crate::secrets::distinct_paths(paths);
         if paths.is_empty() {
             return Ok(Vec::new());
         }
@@ -134,7 +123,7 @@ impl SecretStore for MongoStore {
         now: Timestamp,
     ) -> Result<Vec<StoredSecret>> {
         let context = "reading secrets";
-        let paths = distinct(paths);
+        let paths = crate::secrets::distinct_paths(paths);
         if paths.is_empty() {
             return Ok(Vec::new());
         }

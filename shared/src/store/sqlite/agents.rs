@@ -97,11 +97,7 @@ impl AgentStore for SqliteStore {
             let Some(mut agent) = load_agent(&tx, &name)? else {
                 return Ok(false);
             };
-            let current = agent
-                .provision_streak
-                .as_ref()
-                .map(|(k, n)| (k.as_str(), *n));
-            let (kind, count) = crate::agents::next_streak(current, entry.exit_code);
+            let (kind, count) = agent.next_streak(entry.exit_code);
             agent.provision_streak = Some((kind.to_owned(), count));
             agent.provision_log.push(entry.to_value(now));
             crate::agents::keep_last(&mut agent.provision_log, crate::agents::PROVISION_LOG_KEEP);

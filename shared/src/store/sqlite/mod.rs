@@ -181,25 +181,10 @@ mod queues;
 mod retention;
 mod secrets;
 mod tokens;
-#[allow(unused_imports)]
-use agents::*;
-#[allow(unused_imports)]
-use clients::*;
-#[allow(unused_imports)]
-use jobs::*;
-#[allow(unused_imports)]
-use logs::*;
-#[allow(unused_imports)]
-use queues::*;
-#[allow(unused_imports)]
-use retention::*;
-#[allow(unused_imports)]
-use secrets::*;
-#[allow(unused_imports)]
-use tokens::*;
 
 #[cfg(test)]
 mod tests {
+    use super::jobs::{claim_sql, probe_sql};
     use super::*;
 
     #[test]

@@ -18,17 +18,6 @@ pub(super) fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSecret> {
     })
 }
 
-/// The paths in the order given, each once.
-pub(super) fn distinct(paths: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(paths.len());
-    for path in paths {
-        if !out.contains(path) {
-            out.push(path.clone());
-        }
-    }
-    out
-}
-
 #[async_trait]
 impl SecretStore for SqliteStore {
     async fn put_secret(&self, secret: &StoredSecret) -> Result<()> {
@@ -69,7 +58,7 @@ impl SecretStore for SqliteStore {
         paths: &[String],
         now: Timestamp,
     ) -> Result<Vec<String>> {
-        let paths = distinct(paths);
+        let paths = crate::secrets::distinct_paths(paths);
         if paths.is_empty() {
             return Ok(Vec::new());
         }
@@ -95,7 +84,7 @@ impl SecretStore for SqliteStore {
         paths: &[String],
         now: Timestamp,
     ) -> Result<Vec<StoredSecret>> {
-        let paths = distinct(paths);
+        let paths = crate::secrets::distinct_paths(paths);
         if paths.is_empty() {
             return Ok(Vec::new());
         }
