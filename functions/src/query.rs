@@ -140,6 +140,7 @@ fn parse_cursor(text: &str) -> Option<(Timestamp, Uuid)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testflinger_shared::job::JobState;
 
     fn list(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items
@@ -196,11 +197,11 @@ mod tests {
         .unwrap();
         assert_eq!(q.tags, ["a b", "c"]);
         assert!(q.match_all && q.active);
-        assert!(q.admits_state("test") && !q.admits_state("cancelled"));
+        assert!(q.admits_state(&JobState::parse("test")) && !q.admits_state(&JobState::Cancelled));
         let last = JobSummary {
             job_id: Uuid::nil(),
             created_at: Timestamp::from_millis(42),
-            job_state: "waiting".into(),
+            job_state: JobState::Waiting,
             job_queue: "q".into(),
             tags: vec![],
         };

@@ -57,7 +57,7 @@ pub fn job_summary(summary: &JobSummary, with_tags: bool) -> Value {
     let mut out = json!({
         "job_id": summary.job_id,
         "created_at": summary.created_at.to_rfc3339(),
-        "job_state": summary.job_state,
+        "job_state": summary.job_state.as_str(),
         "job_queue": summary.job_queue,
     });
     if with_tags {

@@ -12,7 +12,7 @@ use crate::Timestamp;
 pub struct JobSummary {
     pub job_id: Uuid,
     pub created_at: Timestamp,
-    pub job_state: String,
+    pub job_state: JobState,
     pub job_queue: String,
     pub tags: Vec<String>,
 }
@@ -22,7 +22,7 @@ impl JobSummary {
         JobSummary {
             job_id: job.job_id,
             created_at: job.created_at,
-            job_state: job.state.to_string(),
+            job_state: job.state.clone(),
             job_queue: job.job_queue.clone(),
             tags: job
                 .job_data
@@ -101,10 +101,10 @@ impl Default for SearchQuery {
 
 impl SearchQuery {
     /// Whether a job's state is asked for (no state asked: every state).
-    pub fn admits_state(&self, state: &str) -> bool {
+    pub fn admits_state(&self, state: &JobState) -> bool {
         (self.states.is_empty() && !self.active)
-            || self.states.iter().any(|s| s == state)
-            || (self.active && !JobState::parse(state).is_terminal())
+            || self.states.iter().any(|s| s == state.as_str())
+            || (self.active && !state.is_terminal())
     }
 }
 
