@@ -217,3 +217,80 @@ async fn data_that_a_store_would_change_is_refused_alike_everywhere() {
         .await
         .assert_invalid_fields(&["_id", "meta.$set"]);
 }
+
+/// Log lines a test collects from the subscriber it installs.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_backend_failure_is_500_and_logged_once_inside_its_request_span() {
+    use testflinger_functions::{app, AppState};
+    use testflinger_shared::testing::{open_config, TestEnv};
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runs on one thread: everything it logs goes here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let env = TestEnv::embedded();
+    let router = app(AppState::new(&env.config, open_config(&env.config).await));
+    // The store breaks under the server: its agents table is gone.
+    let database = env.config.data_dir.join("testflinger.sqlite3");
+    rusqlite::Connection::open(database)
+        .unwrap()
+        .execute_batch("DROP TABLE agents;")
+        .unwrap();
+    let request = axum::http::Request::builder()
+        .uri("/v1/agents/data/dev-01")
+        .header("x-request-id", "req-42")
+        .body(Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(router, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        !body["message"].as_str().unwrap().contains("agents"),
+        "the cause stays out of the answer: {body}"
+    );
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("storage backend failure"))
+        .collect();
+    assert_eq!(failures.len(), 1, "logged once: {log}");
+    let line = failures[0];
+    for field in [
+        "ERROR",
+        "request{",
+        "method=GET",
+        "route=\"agent-data-get\"",
+        "request_id=req-42",
+        "no such table: agents",
+    ] {
+        assert!(line.contains(field), "{field:?} missing from {line:?}");
+    }
+    assert!(
+        log.lines().any(|l| l.contains("testflinger::request")
+            && l.contains("status=500")
+            && l.contains("request_id=req-42")),
+        "the answer is logged in the same span: {log}"
+    );
+}
