@@ -79,6 +79,13 @@ pub static ENDPOINTS: &[Endpoint] = &[
         ANYONE
     ),
     endpoint!(
+        "result-status",
+        GET,
+        "/v1/result/{id}/status",
+        results::get_status,
+        ANYONE
+    ),
+    endpoint!(
         "job-position",
         GET,
         "/v1/job/{id}/position",

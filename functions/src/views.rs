@@ -97,6 +97,21 @@ pub fn result(result: &JobResult) -> Map<String, Value> {
     out
 }
 
+/// `GET /v1/result/{id}/status`: `job_state` and `<phase>_status` for each
+/// phase of the status map that is a phase logs are kept for.
+pub fn result_status(job: &Job) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("job_state".into(), Value::String(job.state.to_string()));
+    if let Some(status) = job.result_data.get("status").and_then(Value::as_object) {
+        for phase in LOG_PHASES {
+            if let Some(code) = status.get(phase) {
+                out.insert(format!("{phase}_status"), code.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Each phase's whole log, for the flat result (`<phase>_output`); only
 /// phases with data.
 fn phase_logs(fragments: &[LogFragment]) -> Vec<(String, String)> {

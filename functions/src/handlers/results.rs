@@ -28,3 +28,12 @@ pub async fn get_result(State(state): State<AppState>, JobId(id): JobId) -> ApiR
         None => no_content(),
     })
 }
+
+/// `GET /v1/result/{id}/status`: the state and each phase's exit status,
+/// without the logs (the newer agent's cancel check, the CLI's `status`).
+pub async fn get_status(State(state): State<AppState>, JobId(id): JobId) -> ApiResult<Response> {
+    Ok(match state.app.get_job(id).await? {
+        Some(job) => Json(Value::Object(views::result_status(&job))).into_response(),
+        None => no_content(),
+    })
+}

@@ -473,3 +473,68 @@ async fn legacy_output_is_appended_and_each_read_consumes_it() {
         .await
         .assert_error(StatusCode::NOT_FOUND);
 }
+
+// ---------------------------------------------------------------- status
+
+#[tokio::test]
+async fn status_answers_the_state_and_phase_exit_codes_without_logs() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    let status = server
+        .get(&format!("/v1/result/{id}/status"))
+        .await
+        .ok_json();
+    assert_eq!(status, json!({"job_state": "waiting"}));
+    server.claim_one("queue=q").await;
+    server
+        .post_result(
+            &id,
+            json!({"job_state": "test", "status": {"setup": 0, "provision": 1, "not_a_phase": 3}, "other": "x"}),
+        )
+        .await;
+    let body = json!({"fragment_number": 0, "timestamp": "2026-11-25T00:00:00Z", "phase": "test", "log_data": "out"});
+    server
+        .post_json(&format!("/v1/result/{id}/log/output"), &body)
+        .await
+        .assert_ok_text();
+    let status = server
+        .get(&format!("/v1/result/{id}/status"))
+        .await
+        .ok_json();
+    assert_eq!(
+        status,
+        json!({"job_state": "test", "setup_status": 0, "provision_status": 1})
+    );
+}
+
+#[tokio::test]
+async fn status_of_an_unknown_job_is_204_and_a_bad_id_400() {
+    let server = Server::new().await;
+    server
+        .get(&format!("/v1/result/{}/status", uuid::Uuid::new_v4()))
+        .await
+        .assert_no_content();
+    server
+        .get("/v1/result/not-a-uuid/status")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn status_shows_a_cancel_to_the_agent_polling_it() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server.claim_one("queue=q").await;
+    server
+        .post_json(
+            &format!("/v1/job/{id}/action"),
+            &json!({"action": "cancel"}),
+        )
+        .await
+        .assert_ok_text();
+    let status = server
+        .get(&format!("/v1/result/{id}/status"))
+        .await
+        .ok_json();
+    assert_eq!(status["job_state"], json!("cancelled"));
+}
