@@ -119,7 +119,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             json_body: 16 << 20,
-            log_fragment: 1 << 20,
+            log_fragment: 4 << 20,
             blob: 2 << 30,
         }
     }

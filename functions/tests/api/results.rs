@@ -538,3 +538,26 @@ async fn status_shows_a_cancel_to_the_agent_polling_it() {
         .ok_json();
     assert_eq!(status["job_state"], json!("cancelled"));
 }
+
+#[tokio::test]
+async fn a_chunk_of_the_agents_largest_size_is_kept_whatever_its_characters() {
+    // The agent cuts logs into chunks of 1,048,576 characters and never
+    // retries a refused one: in non-ASCII text that is up to 4 MiB of UTF-8.
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    for (n, character) in ["é", "€", "𝄞"].into_iter().enumerate() {
+        let chunk = character.repeat(1_048_576);
+        let body = json!({"fragment_number": n, "timestamp": "2026-11-25T00:00:00Z", "phase": "test", "log_data": chunk});
+        server
+            .post_json(&format!("/v1/result/{id}/log/serial"), &body)
+            .await
+            .assert_ok_text();
+    }
+    let log = server
+        .get(&format!("/v1/result/{id}/log/serial?phase=test"))
+        .await
+        .ok_json();
+    let text = log["serial"]["test"]["log_data"].as_str().unwrap();
+    assert_eq!(text.chars().count(), 3 * 1_048_576);
+    assert_eq!(log["serial"]["test"]["last_fragment_number"], json!(2));
+}
