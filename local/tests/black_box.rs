@@ -548,3 +548,60 @@ async fn secret_values_travel_only_to_the_claiming_agent_and_never_to_the_log() 
     );
     assert!(!log.contains("a secret of sufficient length"), "{log}");
 }
+
+#[tokio::test]
+async fn a_backend_failure_is_500_and_logged_once_inside_its_request_span() {
+    let server = Server::start();
+    // The store breaks under the server: its agents table is gone.
+    let database = server.data_dir().join("testflinger.sqlite3");
+    rusqlite::Connection::open(database)
+        .unwrap()
+        .execute_batch("DROP TABLE agents;")
+        .unwrap();
+    let answer = reqwest::Client::new()
+        .get(server.url("/v1/agents/data/dev-01"))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 500);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(
+        !body["message"].as_str().unwrap().contains("agents"),
+        "the cause stays out of the answer: {body}"
+    );
+    // The answer's own log line comes last; wait for it.
+    let mut log = Vec::new();
+    for _ in 0..100 {
+        log = server.log.lock().unwrap().clone();
+        if log.iter().any(|l| l.contains("testflinger::request")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let failures: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("storage backend failure"))
+        .collect();
+    assert_eq!(failures.len(), 1, "logged once: {log:#?}");
+    for field in [
+        "ERROR",
+        "request{",
+        "method=GET",
+        "route=\"agent-data-get\"",
+        "request_id=req-42",
+        "no such table: agents",
+    ] {
+        assert!(
+            failures[0].contains(field),
+            "{field:?} missing from {:?}",
+            failures[0]
+        );
+    }
+    assert!(
+        log.iter().any(|l| l.contains("testflinger::request")
+            && l.contains("status=500")
+            && l.contains("request_id=req-42")),
+        "the answer is logged in the same span: {log:#?}"
+    );
+}
