@@ -52,11 +52,22 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Whether this client may change `target` (whose role is
-    /// `target_role`): an admin may change anyone; anyone else only clients
-    /// of a lower role. Changing oneself is [`Client::may_change_self`]'s.
+    /// `target_role`): an admin may change anyone; anyone else other clients
+    /// of its own role or below (as upstream: "not above its own"). What a
+    /// client may change of itself is decided by the caller.
     pub fn may_change(&self, target_id: &str, target_role: Role) -> bool {
         self.role == Role::Admin
-            || (target_id != self.client_id && target_role.rank() < self.role.rank())
+            || (target_id != self.client_id && target_role.rank() <= self.role.rank())
+    }
+
+    /// The highest `job_priority` this client may use on `queue`.
+    pub fn priority_limit(&self, queue: &str) -> Option<i64> {
+        Client::limit(&self.max_priority, queue)
+    }
+
+    /// The longest reservation (seconds) this client may ask for on `queue`.
+    pub fn reservation_limit(&self, queue: &str) -> Option<i64> {
+        Client::limit(&self.max_reservation_time, queue)
     }
 
     pub fn new(client_id: impl Into<String>, secret_hash: impl Into<String>, role: Role) -> Self {
@@ -470,7 +481,7 @@ mod tests {
         assert!(admin.may_change("other-admin", Role::Admin));
         assert!(manager.may_change("c", Role::Contributor));
         assert!(manager.may_change("g", Role::Agent));
-        assert!(!manager.may_change("m2", Role::Manager));
+        assert!(manager.may_change("m2", Role::Manager), "its own role");
         assert!(!manager.may_change("m", Role::Manager), "not itself");
         assert!(!manager.may_change("a", Role::Admin));
         assert!(!is_client_id("user:name"));

@@ -4,7 +4,7 @@
 //! nothing here reads a store or a clock.
 
 use crate::app::Caller;
-use crate::clients::{Client, ClientUpdate};
+use crate::clients::{Client, ClientUpdate, ANY_QUEUE};
 use crate::role::{AuthMode, Role};
 use crate::{Error, Result};
 
@@ -75,9 +75,10 @@ pub enum Actor<'a> {
 }
 
 /// Whether `actor` may apply `update` to client `target_id` (`current`
-/// when it exists). An admin changes anyone; anyone else only clients of a
-/// lower role, and itself only in its secret; nobody but an admin grants a
-/// role at or above their own.
+/// when it exists). An admin changes anyone; anyone else other clients of
+/// its own role or below, and itself only in its secret; nobody but an
+/// admin grants a role above their own, or more than they hold themselves
+/// (priority, queues, reservation time).
 pub fn may_update_client(
     actor: Actor<'_>,
     target_id: &str,
@@ -104,14 +105,49 @@ pub fn may_update_client(
             )));
         }
     }
+    if me.role == Role::Admin {
+        return Ok(());
+    }
     if let Some(role) = update.role {
-        if me.role != Role::Admin && role.rank() >= me.role.rank() {
+        if role.rank() > me.role.rank() {
             return Err(Error::Forbidden(format!(
-                "Client '{}' ({}) may grant only roles below its own, not {}.",
+                "Client '{}' ({}) may grant only roles up to its own, not {}.",
                 me.client_id,
                 me.role.as_str(),
                 role.as_str()
             )));
+        }
+    }
+    grants_within(me, update)
+}
+
+/// Whether every permission an update grants is one `me` holds: a priority
+/// or reservation no higher than its own for that queue, and queues it may
+/// use itself (`"*"` only when it holds `"*"`).
+fn grants_within(me: &Client, update: &ClientUpdate) -> Result<()> {
+    let refuse = |what: String| {
+        Err(Error::Forbidden(format!(
+            "Client '{}' may not grant {what}: it does not hold that itself.",
+            me.client_id
+        )))
+    };
+    for (queue, priority) in update.max_priority.iter().flatten() {
+        if me.priority_limit(queue).is_none_or(|own| *priority > own) {
+            return refuse(format!("a max_priority of {priority} on queue '{queue}'"));
+        }
+    }
+    for queue in update.allowed_queues.iter().flatten() {
+        if !me.may_use_queue(queue)
+            || (queue == ANY_QUEUE && !me.allowed_queues.iter().any(|q| q == ANY_QUEUE))
+        {
+            return refuse(format!("queue '{queue}'"));
+        }
+    }
+    for (queue, seconds) in update.max_reservation_time.iter().flatten() {
+        if me.reservation_limit(queue).is_none_or(|own| *seconds > own) {
+            return refuse(format!(
+                "a max_reservation_time of {seconds} s on queue '{queue}'"
+            ));
         }
     }
     Ok(())
@@ -241,34 +277,51 @@ mod tests {
     }
 
     #[test]
-    fn managers_change_only_lower_roles_and_themselves_only_in_their_secret() {
+    fn managers_change_their_own_role_and_below_and_themselves_only_in_their_secret() {
         let manager = Client::new("m", "h", Role::Manager);
         let me = Actor::Client(&manager);
         let contributor = Client::new("c", "h", Role::Contributor);
         let peer = Client::new("p", "h", Role::Manager);
-        let role = update(json!({"role": "agent"}));
-        assert_eq!(
-            status(may_update_client(me, "c", Some(&contributor), &role)),
-            "ok"
-        );
-        assert_eq!(
-            status(may_update_client(me, "p", Some(&peer), &role)),
-            "403"
-        );
-        let secret = update(json!({"client_secret": "a-long-enough-secret"}));
-        assert_eq!(
-            status(may_update_client(me, "m", Some(&manager), &secret)),
-            "ok"
-        );
-        assert_eq!(
-            status(may_update_client(me, "m", Some(&manager), &role)),
-            "403"
-        );
-        let grant_peer = update(json!({"role": "manager"}));
-        assert_eq!(
-            status(may_update_client(me, "new", None, &grant_peer)),
-            "403"
-        );
+        let admin = Client::new("a", "h", Role::Admin);
+        let check = |target: &str, current: Option<&Client>, body| {
+            status(may_update_client(me, target, current, &update(body)))
+        };
+        let role = json!({"role": "agent"});
+        assert_eq!(check("c", Some(&contributor), role.clone()), "ok");
+        assert_eq!(check("p", Some(&peer), role.clone()), "ok");
+        assert_eq!(check("a", Some(&admin), role.clone()), "403");
+        let secret = json!({"client_secret": "a-long-enough-secret"});
+        assert_eq!(check("m", Some(&manager), secret), "ok");
+        assert_eq!(check("m", Some(&manager), role), "403");
+        assert_eq!(check("new", None, json!({"role": "manager"})), "ok");
+        assert_eq!(check("new", None, json!({"role": "admin"})), "403");
+    }
+
+    #[test]
+    fn nobody_but_an_admin_grants_more_than_it_holds() {
+        let mut manager = Client::new("m", "h", Role::Manager);
+        manager.max_priority.insert("q".into(), 10);
+        manager.allowed_queues = vec!["q".into()];
+        manager.max_reservation_time.insert("*".into(), 7200);
+        let me = Actor::Client(&manager);
+        let grant = |body| status(may_update_client(me, "c", None, &update(body)));
+        assert_eq!(grant(json!({"max_priority": {"q": 10}})), "ok");
+        assert_eq!(grant(json!({"max_priority": {"q": 11}})), "403");
+        assert_eq!(grant(json!({"max_priority": {"r": 1}})), "403");
+        assert_eq!(grant(json!({"max_priority": {"*": 1}})), "403");
+        assert_eq!(grant(json!({"allowed_queues": ["q"]})), "ok");
+        assert_eq!(grant(json!({"allowed_queues": ["r"]})), "403");
+        assert_eq!(grant(json!({"allowed_queues": ["*"]})), "403");
+        assert_eq!(grant(json!({"max_reservation_time": {"any": 7200}})), "ok");
+        assert_eq!(grant(json!({"max_reservation_time": {"*": 7201}})), "403");
+        let admin = Client::new("a", "h", Role::Admin);
+        let everything = update(json!({"max_priority": {"*": 1000}, "allowed_queues": ["*"]}));
+        for actor in [Actor::Client(&admin), Actor::Operator] {
+            assert_eq!(
+                status(may_update_client(actor, "c", None, &everything)),
+                "ok"
+            );
+        }
     }
 
     #[test]
@@ -295,6 +348,8 @@ mod tests {
         let admin = Client::new("a", "h", Role::Admin);
         assert_eq!(status(may_change_owner(&manager, &contributor)), "ok");
         assert_eq!(status(may_change_owner(&manager, &admin)), "403");
+        let peer = Client::new("p", "h", Role::Manager);
+        assert_eq!(status(may_change_owner(&manager, &peer)), "ok");
         let me = manager.client.clone().unwrap();
         assert_eq!(status(may_change_owner(&manager, &me)), "ok");
         assert_eq!(

@@ -3,7 +3,7 @@
 //! deletion does to a client's sessions.
 
 use axum::http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use testflinger_shared::role::Role;
 
 use crate::common::*;
@@ -354,22 +354,31 @@ async fn a_manager_cannot_grant_or_edit_an_admin_but_creates_contributors() {
 }
 
 #[tokio::test]
-async fn a_manager_changes_only_lower_roles_and_only_its_own_secret() {
+async fn a_manager_changes_its_own_role_and_below_and_only_its_own_secret() {
     let server = standard().await;
     let manager = manager_token(&server).await;
     let manager_id = "manager";
     server
         .add_client("m2", &secret_of("m2"), Role::Manager, |_| {})
         .await;
-    // Not a peer: neither its secret nor its permissions.
-    for body in [
-        json!({"client_secret": "taking over another manager"}),
+    // A peer (upstream: "not above its own"), but only with what the
+    // manager holds itself: it holds no priority.
+    put_client(
+        &server,
+        Some(&manager),
+        "m2",
+        json!({"client_secret": "a new secret for m2 here"}),
+    )
+    .await
+    .ok_text();
+    put_client(
+        &server,
+        Some(&manager),
+        "m2",
         json!({"max_priority": {"*": 5}}),
-    ] {
-        put_client(&server, Some(&manager), "m2", body)
-            .await
-            .assert_error(StatusCode::FORBIDDEN);
-    }
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN);
     // Not its own permissions, but its own secret.
     put_client(
         &server,
@@ -387,7 +396,7 @@ async fn a_manager_changes_only_lower_roles_and_only_its_own_secret() {
     )
     .await
     .ok_text();
-    // Not another manager, but contributors.
+    // Another manager, and contributors; never an admin.
     put_client(
         &server,
         Some(&manager),
@@ -395,7 +404,7 @@ async fn a_manager_changes_only_lower_roles_and_only_its_own_secret() {
         json!({"client_secret": "a secret for m3 here", "role": "manager"}),
     )
     .await
-    .assert_error(StatusCode::FORBIDDEN);
+    .ok_text();
     put_client(
         &server,
         Some(&manager),
@@ -404,6 +413,49 @@ async fn a_manager_changes_only_lower_roles_and_only_its_own_secret() {
     )
     .await
     .ok_text();
+    put_client(
+        &server,
+        Some(&manager),
+        "a2",
+        json!({"client_secret": "a secret for a2 here", "role": "admin"}),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_manager_grants_no_more_than_it_holds() {
+    let server = standard().await;
+    let manager = server
+        .client_token("lead", Role::Manager, |c| {
+            c.max_priority.insert("rpi".into(), 50);
+            c.allowed_queues = vec!["rpi".into()];
+            c.max_reservation_time.insert("rpi".into(), 7200);
+        })
+        .await;
+    let grant = |body: Value| {
+        let mut body = body;
+        body["client_secret"] = json!("a secret for ci here");
+        put_client(&server, Some(&manager), "ci", body)
+    };
+    grant(json!({"max_priority": {"rpi": 50}, "allowed_queues": ["rpi"], "max_reservation_time": {"rpi": 7200}}))
+        .await
+        .ok_text();
+    for too_much in [
+        json!({"max_priority": {"rpi": 51}}),
+        json!({"max_priority": {"*": 1}}),
+        json!({"allowed_queues": ["x86"]}),
+        json!({"allowed_queues": ["*"]}),
+        json!({"max_reservation_time": {"rpi": 7201}}),
+    ] {
+        let body = grant(too_much.clone())
+            .await
+            .assert_error(StatusCode::FORBIDDEN);
+        assert!(
+            body["message"].as_str().unwrap().contains("does not hold"),
+            "{too_much}: {body}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- deleting
