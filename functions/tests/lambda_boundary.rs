@@ -299,6 +299,21 @@ async fn job_submit_event_with_malformed_json_is_a_json_400() {
 #[tokio::test]
 async fn job_claim_event_passes_every_queue_and_the_agent_cookie() {
     let lambda = Lambda::new().await;
+    // An agent that may run the job serves its queue (else the submit is 422).
+    let agent = testflinger_shared::agents::validate_agent_update(
+        json!({"queues": ["lambda-queue"]})
+            .as_object()
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    lambda
+        .state
+        .app
+        .store()
+        .upsert_agent("agent-1", &agent, testflinger_shared::Timestamp::now())
+        .await
+        .unwrap();
     let id = lambda
         .submit(&json!({"job_queue": "lambda-queue", "exclude_agents": ["agent-9"]}))
         .await;

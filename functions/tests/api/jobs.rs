@@ -541,6 +541,7 @@ async fn a_claimed_job_is_not_claimed_again() {
 #[tokio::test]
 async fn claim_honours_exclude_agents() {
     let server = Server::new().await;
+    serve(&server, "good-1", "ex").await;
     let id = server
         .submit(json!({"job_queue": "ex", "exclude_agents": ["bad-1", "bad-2"]}))
         .await;
@@ -559,6 +560,7 @@ async fn claim_honours_exclude_agents() {
 #[tokio::test]
 async fn claim_skips_an_excluded_job_for_the_next_eligible_one() {
     let server = Server::new().await;
+    serve(&server, "good-1", "ex").await;
     let excluded = server
         .submit(json!({"job_queue": "ex", "exclude_agents": ["bad-1"]}))
         .await;
@@ -917,4 +919,48 @@ async fn anyone_cancels_an_anonymous_job() {
     cancel_as(&server, None, UNKNOWN_ID)
         .await
         .assert_error(StatusCode::NOT_FOUND);
+}
+
+/// An agent (anonymous, in the open mode) that serves `queue`.
+async fn serve(server: &Server, agent: &str, queue: &str) {
+    server
+        .post_json(
+            &format!("/v1/agents/data/{agent}"),
+            &json!({"queues": [queue], "state": "waiting"}),
+        )
+        .await
+        .ok_json();
+}
+
+#[tokio::test]
+async fn a_job_that_excludes_every_agent_of_its_queue_is_refused_as_upstream_does() {
+    let server = Server::new().await;
+    let job = json!({"job_queue": "ex", "exclude_agents": ["dev-1"]});
+    // No agent serves the queue at all.
+    let reply = server.post_json("/v1/job", &job).await;
+    let body = reply.assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["message"],
+        json!("There are no agents on the specified queue that are allowed to run this job")
+    );
+    assert!(
+        body["detail"]["json"]["exclude_agents"].is_array(),
+        "{body}"
+    );
+    // Its only agent is excluded; an agent of another queue does not count.
+    serve(&server, "dev-1", "ex").await;
+    serve(&server, "dev-2", "other").await;
+    server
+        .post_json("/v1/job", &job)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
+    // One agent left that may run it: accepted.
+    serve(&server, "dev-3", "ex").await;
+    let reply = server.post_json("/v1/job", &job).await;
+    assert!(reply.ok_json()["job_id"].is_string());
+    // Without exclusions, a queue nobody serves still takes jobs.
+    let reply = server
+        .post_json("/v1/job", &json!({"job_queue": "nobody"}))
+        .await;
+    assert!(reply.ok_json()["job_id"].is_string());
 }

@@ -38,6 +38,10 @@ impl App {
         let mut job = validate_submission(body, now)?;
         let restriction = self.store.get_restricted_queue(&job.job_queue).await?;
         check_submission(&job, caller.client.as_ref(), restriction.as_ref())?;
+        if !job.exclude_agents.is_empty() {
+            self.check_some_agent_may_run(&job.job_queue, &job.exclude_agents)
+                .await?;
+        }
         let paths = job_secret_paths(&job.job_data);
         if !paths.is_empty() {
             let refuse = |why: &str| Error::invalid_field("test_data.secrets", why);
@@ -72,6 +76,31 @@ impl App {
         self.store.insert_job(&job).await?;
         tracing::info!(job_id = %job.job_id, queue = %job.job_queue, priority = job.job_priority, client_id = ?caller.client_id(), "job submitted");
         Ok(job.job_id)
+    }
+
+    /// A job that excludes agents must leave at least one agent of its
+    /// queue able to run it (as upstream: the CLI's
+    /// `--wait-for-available-agents` waits on this 422); a queue no agent
+    /// serves has none.
+    async fn check_some_agent_may_run(&self, queue: &str, excluded: &[String]) -> Result<()> {
+        let agents = self.store.list_agents().await?;
+        let may_run = agents
+            .iter()
+            .any(|a| a.queues().contains(&queue) && !excluded.contains(&a.name));
+        if may_run {
+            return Ok(());
+        }
+        let mut fields = crate::validation::FieldErrors::new();
+        fields.add(
+            "exclude_agents",
+            format!("Every agent of queue '{queue}' is excluded, or none serves it."),
+        );
+        Err(Error::Validation {
+            location: crate::error::Location::Json,
+            message: "There are no agents on the specified queue that are allowed to run this job"
+                .into(),
+            fields,
+        })
     }
 
     /// `GET /v1/job?queue=..`: the agent's claim. `queues` as the agent
