@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use testflinger_functions::{app, telemetry, AppState};
 use testflinger_shared::backends::Backends;
-use testflinger_shared::config::{Config, KEYS};
+use testflinger_shared::config::{BlobConfig, Config, StoreConfig, KEYS};
 use testflinger_shared::{retention, Timestamp};
 
 const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -474,6 +474,21 @@ async fn preload_jobs(preload: Preload) -> Result<(), String> {
 async fn serve(bind: SocketAddr) -> Result<(), String> {
     let config = Config::load().map_err(|e| format!("configuration error: {e}"))?;
     telemetry::init(config.log_format);
+    // The deploy step is idempotent and quick: a harness on MongoDB never
+    // serves without its indexes (Lambda functions cannot run it; they log
+    // how to when a claim finds them missing).
+    let embedded = matches!(
+        (&config.store, &config.blobs),
+        (StoreConfig::Embedded, BlobConfig::Filesystem)
+    );
+    if !embedded {
+        for step in Backends::setup(&config)
+            .await
+            .map_err(|e| format!("cannot prepare the storage backends: {e}"))?
+        {
+            tracing::info!("ready: {step}");
+        }
+    }
     let backends = Backends::open(&config)
         .await
         .map_err(|e| format!("cannot open the storage backends: {e}"))?;

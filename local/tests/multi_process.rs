@@ -109,3 +109,42 @@ async fn two_processes_over_one_database_claim_each_job_exactly_once() {
         "both processes served claims: {per_server:?}"
     );
 }
+
+/// A harness started on a MongoDB database that `setup` never prepared
+/// prepares it itself (the step is idempotent), so its claims use the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_prepares_a_fresh_mongodb_database_at_start() {
+    let Some(env) = TestEnv::mongodb() else {
+        return;
+    };
+    let StoreConfig::MongoDb(mongo) = &env.config.store else {
+        unreachable!("TestEnv::mongodb configures MongoDB")
+    };
+    let backend = [
+        ("MONGODB_URI", mongo.uri.as_str()),
+        ("MONGODB_DATABASE", mongo.database.as_str()),
+    ];
+    let server = Server::start_with(&backend);
+    let client = mongodb::Client::with_uri_str(&mongo.uri).await.unwrap();
+    let names = client
+        .database(&mongo.database)
+        .collection::<mongodb::bson::Document>("jobs")
+        .list_index_names()
+        .await
+        .unwrap();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == testflinger_shared::store::mongo::CLAIM_INDEX),
+        "{names:?}"
+    );
+    assert!(
+        server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("ready: MongoDB indexes")),
+        "the start-up log says so"
+    );
+}

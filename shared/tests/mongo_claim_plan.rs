@@ -121,3 +121,36 @@ async fn the_claim_is_one_bounded_index_scan_per_queue_and_no_sort() {
         }
     }
 }
+
+/// A deployment where `setup` never ran (no claim index): claims still
+/// work, never a 500 (they name the index first, then go without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_work_on_a_database_that_setup_never_prepared() {
+    use testflinger_shared::store::prelude::*;
+    use testflinger_shared::store::MongoStore;
+    let Some(env) = testflinger_shared::testing::TestEnv::mongodb() else {
+        return;
+    };
+    let StoreConfig::MongoDb(mongo) = &env.config.store else {
+        unreachable!("a MongoDB environment")
+    };
+    // Connect only: no `setup`, so no indexes.
+    let store = MongoStore::connect(mongo).await.expect("connects");
+    let now = Timestamp::now();
+    let mut ids = Vec::new();
+    for priority in [0, 5, 0] {
+        let job = validate_submission(json!({"job_queue": "bare", "job_priority": priority}), now)
+            .unwrap();
+        store.insert_job(&job).await.unwrap();
+        ids.push(job.job_id);
+    }
+    let request = ClaimRequest {
+        queues: vec!["bare".into()],
+        agent_name: None,
+    };
+    for expected in [ids[1], ids[0], ids[2]] {
+        let claimed = store.claim_job(&request, now).await.expect("no error");
+        assert_eq!(claimed.map(|j| j.job_id), Some(expected));
+    }
+    assert!(store.claim_job(&request, now).await.unwrap().is_none());
+}

@@ -1,5 +1,7 @@
 //! The jobs of MongoStore.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
 
 pub(super) fn job_from_document(mut document: Document) -> Result<Job> {
@@ -112,6 +114,16 @@ pub(super) fn terminal_states() -> Vec<&'static str> {
     JobState::terminal_names().to_vec()
 }
 
+/// Set once a claim found the claim index missing (`setup` never ran):
+/// later claims of this process do not name it.
+static CLAIM_INDEX_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// Whether MongoDB refused a query for naming an index that does not exist.
+fn is_missing_index(error: &mongodb::error::Error) -> bool {
+    let text = error.to_string();
+    text.contains("hint") && text.contains("existing index")
+}
+
 #[async_trait]
 impl JobStore for MongoStore {
     async fn insert_job(&self, job: &NewJob) -> Result<()> {
@@ -151,14 +163,39 @@ impl JobStore for MongoStore {
             return Ok(None);
         }
         let query = ClaimQuery::new(request, now);
-        let claimed = self
-            .jobs()
-            .find_one_and_update(query.filter, query.update)
-            .sort(query.sort)
-            .hint(mongodb::options::Hint::Name(CLAIM_INDEX.into()))
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(|e| Error::backend("claiming a job", e))?;
+        let jobs = self.jobs();
+        let claim = |hinted: bool| {
+            let action = jobs
+                .find_one_and_update(query.filter.clone(), query.update.clone())
+                .sort(query.sort.clone())
+                .return_document(ReturnDocument::After);
+            if hinted {
+                action.hint(mongodb::options::Hint::Name(CLAIM_INDEX.into()))
+            } else {
+                action
+            }
+        };
+        let claimed = if CLAIM_INDEX_MISSING.load(Ordering::Relaxed) {
+            claim(false).await
+        } else {
+            match claim(true).await {
+                Err(e) if is_missing_index(&e) => {
+                    // Never a 500 for it: claim without the hint (the planner
+                    // still finds whatever index exists), and say once how to
+                    // fix the deployment.
+                    if !CLAIM_INDEX_MISSING.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            "the MongoDB indexes are missing (index {CLAIM_INDEX:?} not found): claims \
+                             run without it and slow down as queues grow; run `testflinger-local setup` \
+                             once against this database"
+                        );
+                    }
+                    claim(false).await
+                }
+                other => other,
+            }
+        }
+        .map_err(|e| Error::backend("claiming a job", e))?;
         // One write: the wait is `started_at - created_at` of the job itself.
         claimed.map(job_from_document).transpose()
     }
