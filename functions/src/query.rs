@@ -204,6 +204,7 @@ mod tests {
             job_state: JobState::Waiting,
             job_queue: "q".into(),
             tags: vec![],
+            submitted_by: None,
         };
         let next = next_page(&q, &last);
         assert_eq!(

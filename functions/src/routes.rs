@@ -79,6 +79,13 @@ pub static ENDPOINTS: &[Endpoint] = &[
         ANYONE
     ),
     endpoint!(
+        "job-events-get",
+        GET,
+        "/v1/events/job/{id}",
+        events::get_job_events,
+        ANYONE
+    ),
+    endpoint!(
         "result-status",
         GET,
         "/v1/result/{id}/status",

@@ -9,6 +9,7 @@ use testflinger_shared::app::agents::Agents;
 use testflinger_shared::app::jobs::Claimed;
 use testflinger_shared::app::results::JobResult;
 use testflinger_shared::clients::{Client, RestrictedQueue};
+use testflinger_shared::events::JobEvent;
 use testflinger_shared::job::{Job, ATTACHMENTS_STATUS, CLIENT_ID};
 use testflinger_shared::logs::{LogFragment, LogQuery, LogType, LOG_PHASES};
 use testflinger_shared::queues::JobSummary;
@@ -52,13 +53,15 @@ pub fn claim(claimed: &Claimed) -> Map<String, Value> {
     out
 }
 
-/// `{job_id, created_at, job_state, job_queue}` (+ `tags` for search).
+/// `{job_id, created_at, job_state, job_queue, submitted_by}` (+ `tags`
+/// for search); `submitted_by` is null for anonymous jobs.
 pub fn job_summary(summary: &JobSummary, with_tags: bool) -> Value {
     let mut out = json!({
         "job_id": summary.job_id,
         "created_at": summary.created_at.to_rfc3339(),
         "job_state": summary.job_state.as_str(),
         "job_queue": summary.job_queue,
+        "submitted_by": summary.submitted_by,
     });
     if with_tags {
         out["tags"] = json!(summary.tags);
@@ -94,6 +97,24 @@ pub fn result(result: &JobResult) -> Map<String, Value> {
         "job_state".into(),
         Value::String(result.job.state.to_string()),
     );
+    out
+}
+
+/// One event of `GET /v1/events/job/{id}`, as upstream shows it (its
+/// `timestamp` in MongoDB's extended JSON: `{"$date": "<RFC 3339>"}`).
+pub fn job_event(event: &JobEvent) -> Value {
+    let mut out = json!({
+        "event_name": event.name.as_str(),
+        "timestamp": {"$date": event.timestamp.to_rfc3339()},
+        "message": event.message,
+        "detail": event.detail,
+    });
+    if let Some(phase) = &event.phase {
+        out["phase"] = json!(phase);
+    }
+    if let Some(status) = event.status {
+        out["status"] = json!(status);
+    }
     out
 }
 

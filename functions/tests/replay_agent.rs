@@ -563,6 +563,8 @@ async fn agent_with_an_agent_token_runs_a_whole_job_in_standard_mode() {
     // The access token expires: the next request (step 10) is refused with
     // 401 and changes nothing; the agent refreshes and replays it.
     agent.expire_access_token();
+    let before = get_agent(&server, AGENT).await;
+    assert_eq!(before["job_id"], json!(id), "the claim linked the agent");
     let refused = agent
         .send_once(
             &Method::POST,
@@ -573,7 +575,11 @@ async fn agent_with_an_agent_token_runs_a_whole_job_in_standard_mode() {
         .await;
     let message = error_message(&refused, StatusCode::UNAUTHORIZED);
     assert!(message.to_lowercase().contains("expired"), "{message}");
-    assert_ne!(get_agent(&server, AGENT).await["job_id"], json!(id));
+    assert_eq!(
+        get_agent(&server, AGENT).await,
+        before,
+        "a refused request changes nothing"
+    );
     agent.refresh().await;
     assert_eq!(agent.refreshes, 2);
     agent.post_agent_data(json!({"job_id": id})).await;

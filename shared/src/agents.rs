@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
 use crate::validation::FieldErrors;
 use crate::{Result, Timestamp};
@@ -101,8 +102,9 @@ pub const AGENT_LOG_KEEP: usize = 100;
 pub const PROVISION_LOG_KEEP: usize = 100;
 
 /// Fields the server owns on an agent; an agent cannot post them.
-const SERVER_FIELDS: [&str; 7] = [
+const SERVER_FIELDS: [&str; 8] = [
     "_id",
+    "submitted_by",
     "name",
     "updated_at",
     "log",
@@ -221,16 +223,24 @@ pub fn validate_provision_entry(body: &Map<String, Value>) -> Result<ProvisionEn
 }
 
 impl ProvisionEntry {
-    /// The stored form, with the server's time.
-    pub fn to_value(&self, now: Timestamp) -> Value {
+    /// The stored form, with the server's time and the client that
+    /// submitted the agent's current job (`None`: anonymous or none).
+    pub fn to_value(&self, now: Timestamp, client_id: Option<&str>) -> Value {
         json!({
             "job_id": self.job_id,
             "exit_code": self.exit_code,
             "detail": self.detail,
             "timestamp": now.to_rfc3339(),
+            "client_id": client_id,
         })
     }
 }
+
+/// The agent field naming the job it runs (set at claim, emptied when the
+/// job ends); upstream's agents posted it themselves, and old ones still do.
+pub const JOB_ID: &str = "job_id";
+/// The agent field naming the client that submitted the job it runs.
+pub const SUBMITTED_BY: &str = "submitted_by";
 
 /// The pass/fail streak after a provision with `exit_code`.
 pub fn next_streak(current: Option<(&str, i64)>, exit_code: i64) -> (&'static str, i64) {
@@ -260,6 +270,35 @@ impl Agent {
             .as_ref()
             .map(|(k, n)| (k.as_str(), *n));
         next_streak(current, exit_code)
+    }
+
+    /// The client that submitted the job the agent runs.
+    pub fn submitted_by(&self) -> Option<&str> {
+        self.fields.get(SUBMITTED_BY).and_then(Value::as_str)
+    }
+
+    /// Links the agent to the job it claimed.
+    pub fn link_job(&mut self, job_id: Uuid, submitted_by: Option<&str>) {
+        self.fields
+            .insert(JOB_ID.into(), Value::String(job_id.to_string()));
+        match submitted_by {
+            Some(client) => self
+                .fields
+                .insert(SUBMITTED_BY.into(), Value::String(client.to_owned())),
+            None => self.fields.remove(SUBMITTED_BY),
+        };
+    }
+
+    /// Unlinks the agent from `job_id`; `false` (nothing changed) when it
+    /// runs another job or none.
+    pub fn unlink_job(&mut self, job_id: Uuid) -> bool {
+        if self.fields.get(JOB_ID).and_then(Value::as_str) != Some(&job_id.to_string()) {
+            return false;
+        }
+        self.fields
+            .insert(JOB_ID.into(), Value::String(String::new()));
+        self.fields.remove(SUBMITTED_BY);
+        true
     }
 
     /// The queues the agent lists.

@@ -155,6 +155,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// The agent the job was assigned to at its claim (`result_data.agent_id`).
+    pub fn agent_id(&self) -> Option<&str> {
+        self.result_data.get("agent_id").and_then(Value::as_str)
+    }
+
     /// The client that submitted the job with a token; `None` when anonymous.
     pub fn client_id(&self) -> Option<&str> {
         self.job_data.get(CLIENT_ID).and_then(Value::as_str)

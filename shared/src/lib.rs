@@ -11,6 +11,7 @@ pub mod blob;
 pub mod clients;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod job;
 pub mod logs;
 pub mod permissions;

@@ -15,6 +15,8 @@ pub struct JobSummary {
     pub job_state: JobState,
     pub job_queue: String,
     pub tags: Vec<String>,
+    /// The client that submitted it; `None` when anonymous.
+    pub submitted_by: Option<String>,
 }
 
 impl JobSummary {
@@ -24,6 +26,7 @@ impl JobSummary {
             created_at: job.created_at,
             job_state: job.state.clone(),
             job_queue: job.job_queue.clone(),
+            submitted_by: job.client_id().map(str::to_owned),
             tags: job
                 .job_data
                 .get("tags")

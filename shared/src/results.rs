@@ -36,6 +36,9 @@ pub fn validate_result(mut body: Map<String, Value>) -> Result<ResultPatch> {
             None => errors.add("status", "Must be an object of phase: exit code."),
         }
     }
+    if body.get("agent_id").is_some_and(|a| !a.is_string()) {
+        errors.add("agent_id", "Not a valid string.");
+    }
     if let Some(info) = body.get("device_info") {
         if !info.is_object() {
             errors.add("device_info", "Must be an object.");

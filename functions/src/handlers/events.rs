@@ -1,14 +1,17 @@
-//! Job events (SPEC.md §8): relayed to the job's webhook by the use case;
-//! the webhook's answer comes back as it was.
+//! Job events: each job's timeline as the server recorded it, and the
+//! agent's events relayed to the job's webhook (SPEC.md §8), whose answer
+//! comes back as it was.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
+use axum::Json;
+use serde_json::{json, Value};
 
 use crate::error::ApiResult;
 use crate::extract::{JobId, JsonObject};
-use crate::AppState;
+use crate::{views, AppState};
 
 /// `POST /v1/job/{id}/events`
 pub async fn relay_events(
@@ -26,4 +29,14 @@ pub async fn relay_events(
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     Ok(response)
+}
+
+/// `GET /v1/events/job/{id}`: `{"job_id", "events": [...]}`.
+pub async fn get_job_events(
+    State(state): State<AppState>,
+    JobId(id): JobId,
+) -> ApiResult<Json<Value>> {
+    let events = state.app.job_events(id).await?;
+    let events: Vec<Value> = events.iter().map(views::job_event).collect();
+    Ok(Json(json!({ "job_id": id, "events": events })))
 }

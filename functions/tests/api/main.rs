@@ -12,6 +12,7 @@ mod agents;
 mod artifacts;
 mod clients;
 mod events;
+mod job_events;
 mod jobs;
 mod meta;
 mod oauth;

@@ -31,7 +31,7 @@ async fn a_queue_exists_when_an_agent_lists_it() {
     let jobs = server.get("/v1/queues/lab-q/jobs").await.ok_json();
     assert_eq!(
         jobs,
-        json!([{"job_id": id, "created_at": jobs[0]["created_at"], "job_state": "waiting", "job_queue": "lab-q"}])
+        json!([{"job_id": id, "created_at": jobs[0]["created_at"], "job_state": "waiting", "job_queue": "lab-q", "submitted_by": null}])
     );
 }
 

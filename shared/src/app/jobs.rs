@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{App, Caller};
 use crate::clients::check_submission;
+use crate::events::JobEvent;
 use crate::job::{validate_submission, Job, CLIENT_ID};
 use crate::permissions;
 use crate::queues::{JobSummary, SearchQuery};
@@ -75,6 +76,8 @@ impl App {
         }
         self.store.insert_job(&job).await?;
         tracing::info!(job_id = %job.job_id, queue = %job.job_queue, priority = job.job_priority, client_id = ?caller.client_id(), "job submitted");
+        let submitted = JobEvent::submitted(now, &job.job_queue, caller.client_id());
+        self.record(job.job_id, &[submitted], now).await;
         Ok(job.job_id)
     }
 
@@ -148,6 +151,12 @@ impl App {
             return Ok(None);
         };
         tracing::info!(job_id = %job.job_id, queue = %job.job_queue, agent = ?request.agent_name, "job claimed");
+        if let Some(agent) = &request.agent_name {
+            self.link_agent(agent, job.job_id, Some(job.client_id()), now)
+                .await;
+        }
+        let assigned = JobEvent::assigned(now, request.agent_name.as_deref());
+        self.record(job.job_id, &[assigned], now).await;
         let secrets = self.claimed_secrets(caller, &job, now).await?;
         Ok(Some(Claimed { job, secrets }))
     }
@@ -189,12 +198,18 @@ impl App {
     /// `POST /v1/job/{id}/action` `{"action": "cancel"}`, under the rule
     /// of [`permissions::may_cancel`].
     pub async fn cancel_job(&self, caller: &Caller, job_id: Uuid, now: Timestamp) -> Result<()> {
-        if let Some(job) = self.store.get_job(job_id).await? {
+        let job = self.store.get_job(job_id).await?;
+        if let Some(job) = &job {
             permissions::may_cancel(caller, &job_id.to_string(), job.client_id())?;
         }
         match self.store.cancel_job(job_id, now).await? {
             CancelOutcome::Cancelled => {
                 tracing::info!(job_id = %job_id, by = ?caller.client_id(), "job cancelled");
+                if let Some(agent) = job.as_ref().and_then(Job::agent_id) {
+                    self.link_agent(agent, job_id, None, now).await;
+                }
+                let cancelled = JobEvent::cancelled(now, caller.client_id());
+                self.record(job_id, &[cancelled], now).await;
                 Ok(())
             }
             CancelOutcome::AlreadyFinished => Err(Error::BadRequest(

@@ -17,11 +17,13 @@
 //! | [`clients`] | callers, clients, tokens, restricted queues |
 //! | [`secrets`] | per-client secrets |
 //! | [`events`] | the job-events webhook relay |
+//! | [`job_events`] | each job's timeline of events, recorded by the others |
 
 pub mod agents;
 pub mod artifacts;
 pub mod clients;
 pub mod events;
+pub mod job_events;
 pub mod jobs;
 pub mod queues;
 pub mod results;

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::App;
+use crate::events::result_events;
 use crate::job::Job;
 use crate::logs::{validate_fragment, LegacyStream, LogFragment, LogQuery, LogType};
 use crate::results::validate_result;
@@ -32,11 +33,18 @@ impl App {
         now: Timestamp,
     ) -> Result<()> {
         let patch = validate_result(body)?;
-        if self.store.apply_result(job_id, &patch, now).await? {
-            Ok(())
-        } else {
-            Err(job_not_found(job_id))
+        let Some(change) = self.store.apply_result(job_id, &patch, now).await? else {
+            return Err(job_not_found(job_id));
+        };
+        let posted_status = patch.fields.get("status").and_then(Value::as_object);
+        let events = result_events(&change, posted_status, now);
+        self.record(job_id, &events, now).await;
+        if change.after.is_terminal() && !change.before.is_terminal() {
+            if let Some(agent) = &change.agent_id {
+                self.link_agent(agent, job_id, None, now).await;
+            }
         }
+        Ok(())
     }
 
     /// `GET /v1/result/{id}`: `None` for an unknown job.

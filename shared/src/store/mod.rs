@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
+use crate::events::{JobEvent, ResultChange};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
 use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
@@ -96,10 +97,15 @@ pub trait JobStore: Send + Sync + 'static {
     async fn cancel_job(&self, job_id: Uuid, now: Timestamp) -> Result<CancelOutcome>;
 
     /// Merges a result into the job's result (replacing `status` whole) and,
-    /// when it reports a state, moves the job by [`crate::results::next_state`]
-    /// in the same atomic step. `false` when the job does not exist.
-    async fn apply_result(&self, job_id: Uuid, patch: &ResultPatch, now: Timestamp)
-        -> Result<bool>;
+    /// when it reports a state, moves the job by [`JobState::after_report`]
+    /// in the same atomic step; answers what changed, as seen by that step.
+    /// `None` when the job does not exist.
+    async fn apply_result(
+        &self,
+        job_id: Uuid,
+        patch: &ResultPatch,
+        now: Timestamp,
+    ) -> Result<Option<ResultChange>>;
 
     /// How many jobs the claim would hand out before this one on its queue
     /// (0 = next); `None` when the job is unknown or not waiting.
@@ -175,7 +181,8 @@ pub trait AgentStore: Send + Sync + 'static {
     /// Every agent, by name.
     async fn list_agents(&self) -> Result<Vec<Agent>>;
 
-    /// Records a provision outcome on an agent (last 100 kept) and moves its
+    /// Records a provision outcome on an agent (last 100 kept, each with
+    /// the agent's current `submitted_by` as its `client_id`) and moves its
     /// pass/fail streak. `false`, and nothing written, for an unknown agent.
     async fn record_provision(
         &self,
@@ -183,6 +190,20 @@ pub trait AgentStore: Send + Sync + 'static {
         entry: &ProvisionEntry,
         now: Timestamp,
     ) -> Result<bool>;
+
+    /// Links an existing agent to the job it claimed: its `job_id`, and the
+    /// job's submitter as its `submitted_by`. An unknown agent: nothing.
+    async fn set_agent_job(
+        &self,
+        name: &str,
+        job_id: Uuid,
+        submitted_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Unlinks the agent from `job_id` (empty `job_id`, no `submitted_by`),
+    /// only while it is still linked to that job.
+    async fn clear_agent_job(&self, name: &str, job_id: Uuid, now: Timestamp) -> Result<()>;
 }
 
 #[async_trait]
@@ -279,8 +300,18 @@ pub trait SecretStore: Send + Sync + 'static {
 }
 
 #[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends to a job's events, in order, keeping at most
+    /// [`crate::events::MAX_JOB_EVENTS`] (the later ones are dropped).
+    async fn record_events(&self, job_id: Uuid, events: &[JobEvent], now: Timestamp) -> Result<()>;
+
+    /// A job's events in the order they were recorded.
+    async fn job_events(&self, job_id: Uuid) -> Result<Vec<JobEvent>>;
+}
+
+#[async_trait]
 pub trait RetentionStore: Send + Sync + 'static {
-    /// Deletes jobs created before `cutoff` (with their results), queues
+    /// Deletes jobs created before `cutoff` (with their results and events), queues
     /// not advertised since then, and refresh tokens and secrets that
     /// expired before it; returns the ids of the deleted jobs so their
     /// blobs can be removed too.
@@ -296,6 +327,7 @@ pub trait Store:
     + ClientStore
     + TokenStore
     + SecretStore
+    + EventStore
     + RetentionStore
 {
 }
@@ -307,6 +339,7 @@ impl<T> Store for T where
         + ClientStore
         + TokenStore
         + SecretStore
+        + EventStore
         + RetentionStore
 {
 }
@@ -315,7 +348,7 @@ impl<T> Store for T where
 /// directly (operator tools, tests): `use testflinger_shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AgentStore, ClientStore, JobStore, LogStore, QueueStore, RetentionStore, SecretStore,
-        Store, TokenStore,
+        AgentStore, ClientStore, EventStore, JobStore, LogStore, QueueStore, RetentionStore,
+        SecretStore, Store, TokenStore,
     };
 }

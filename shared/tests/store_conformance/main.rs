@@ -50,6 +50,7 @@ macro_rules! conformance {
 
 mod agents;
 mod clients;
+mod events;
 mod jobs;
 mod logs;
 mod queues;

@@ -1,6 +1,7 @@
 //! The agents of MongoStore.
 
 use super::*;
+use crate::agents::{JOB_ID, SUBMITTED_BY};
 
 /// Compare-and-set attempts of a provision streak under contention.
 pub(super) const PROVISION_ATTEMPTS: usize = 64;
@@ -103,14 +104,14 @@ impl AgentStore for MongoStore {
         entry: &ProvisionEntry,
         now: Timestamp,
     ) -> Result<bool> {
-        let stored = bson::to_bson(&entry.to_value(now))
-            .map_err(|e| Error::backend("recording a provision", e))?;
         // The streak moves by compare-and-set on the streak it was computed
         // from, so concurrent posts for one agent each count once.
         for _ in 0..PROVISION_ATTEMPTS {
             let Some(agent) = self.get_agent(name).await? else {
                 return Ok(false);
             };
+            let stored = bson::to_bson(&entry.to_value(now, agent.submitted_by()))
+                .map_err(|e| Error::backend("recording a provision", e))?;
             let (kind, count) = agent.next_streak(entry.exit_code);
             let filter = match &agent.provision_streak {
                 Some((old_kind, old_count)) => doc! {
@@ -125,7 +126,7 @@ impl AgentStore for MongoStore {
                     filter,
                     doc! {
                         "$set": {"provision_streak_type": kind, "provision_streak_count": count},
-                        "$push": {"provision_log": {"$each": [stored.clone()], "$slice": -(crate::agents::PROVISION_LOG_KEEP as i64)}},
+                        "$push": {"provision_log": {"$each": [stored], "$slice": -(crate::agents::PROVISION_LOG_KEEP as i64)}},
                     },
                 )
                 .await
@@ -139,5 +140,36 @@ impl AgentStore for MongoStore {
             "recording a provision",
             format!("the agent {name} changed {PROVISION_ATTEMPTS} times while its streak was being updated"),
         ))
+    }
+
+    async fn set_agent_job(
+        &self,
+        name: &str,
+        job_id: Uuid,
+        submitted_by: Option<&str>,
+        _now: Timestamp,
+    ) -> Result<()> {
+        let update = match submitted_by {
+            Some(client) => doc! {"$set": {JOB_ID: job_id.to_string(), SUBMITTED_BY: client}},
+            None => doc! {"$set": {JOB_ID: job_id.to_string()}, "$unset": {SUBMITTED_BY: ""}},
+        };
+        self.db
+            .collection::<Document>(AGENTS)
+            .update_one(doc! {"name": name}, update)
+            .await
+            .map_err(|e| Error::backend("linking an agent to its job", e))?;
+        Ok(())
+    }
+
+    async fn clear_agent_job(&self, name: &str, job_id: Uuid, _now: Timestamp) -> Result<()> {
+        self.db
+            .collection::<Document>(AGENTS)
+            .update_one(
+                doc! {"name": name, JOB_ID: job_id.to_string()},
+                doc! {"$set": {JOB_ID: ""}, "$unset": {SUBMITTED_BY: ""}},
+            )
+            .await
+            .map_err(|e| Error::backend("unlinking an agent from its job", e))?;
+        Ok(())
     }
 }

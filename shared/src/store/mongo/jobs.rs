@@ -92,13 +92,17 @@ impl ClaimQuery {
         if let Some(agent) = &request.agent_name {
             filter.insert("job_data.exclude_agents", doc! {"$ne": agent});
         }
+        let mut set = doc! {
+            "result_data.job_state": JobState::Running.as_str(),
+            "started_at": date(now),
+            "updated_at": date(now),
+        };
+        if let Some(agent) = &request.agent_name {
+            set.insert("result_data.agent_id", agent);
+        }
         ClaimQuery {
             filter,
-            update: doc! {"$set": {
-                "result_data.job_state": JobState::Running.as_str(),
-                "started_at": date(now),
-                "updated_at": date(now),
-            }},
+            update: doc! {"$set": set},
             // `_id` (an ObjectId, increasing within a process) breaks ties
             // between jobs created in the same millisecond.
             sort: doc! {"job_priority": -1, "created_at": 1, "_id": 1},
@@ -230,7 +234,7 @@ impl JobStore for MongoStore {
         job_id: Uuid,
         patch: &ResultPatch,
         now: Timestamp,
-    ) -> Result<bool> {
+    ) -> Result<Option<ResultChange>> {
         let id = job_id.to_string();
         let mut set = Document::new();
         for (key, value) in &patch.fields {
@@ -241,6 +245,27 @@ impl JobStore for MongoStore {
         }
         set.insert("updated_at", date(now));
         check_size(&set)?;
+        // What the change was is read from the document as the same atomic
+        // update found it.
+        let seen = doc! {
+            "result_data.job_state": 1, "result_data.status": 1, "result_data.agent_id": 1,
+        };
+        let change_from = |before: Document, after: Option<JobState>| {
+            let result = before
+                .get_document("result_data")
+                .cloned()
+                .unwrap_or_default();
+            let before = JobState::parse(result.get_str("job_state").unwrap_or_default());
+            ResultChange {
+                after: after.unwrap_or_else(|| before.clone()),
+                before,
+                previous_status: result
+                    .get_document("status")
+                    .map(|s| to_json_map(s.clone()))
+                    .unwrap_or_default(),
+                agent_id: result.get_str("agent_id").ok().map(str::to_owned),
+            }
+        };
         // The state moves only when the job is not terminal (one atomic
         // update); otherwise the report is only recorded, as
         // `JobState::after_report` says.
@@ -251,19 +276,21 @@ impl JobStore for MongoStore {
         {
             let mut moving = set.clone();
             moving.insert("result_data.job_state", reported);
-            let moved = self
+            let before = self
                 .jobs()
-                .update_one(
+                .find_one_and_update(
                     doc! {"job_id": &id, "result_data.job_state": {"$nin": terminal_states()}},
                     doc! {
                         "$set": moving,
                         "$unset": {format!("result_data.{}", results::REPORTED_STATE_KEY): ""},
                     },
                 )
+                .projection(seen.clone())
+                .return_document(ReturnDocument::Before)
                 .await
                 .map_err(|e| write_error("storing a result", e))?;
-            if moved.matched_count == 1 {
-                return Ok(true);
+            if let Some(before) = before {
+                return Ok(Some(change_from(before, Some(JobState::parse(reported)))));
             }
         }
         if let Some(reported) = &patch.job_state {
@@ -272,12 +299,14 @@ impl JobStore for MongoStore {
                 reported.as_str(),
             );
         }
-        let recorded = self
+        let before = self
             .jobs()
-            .update_one(doc! {"job_id": &id}, doc! {"$set": set})
+            .find_one_and_update(doc! {"job_id": &id}, doc! {"$set": set})
+            .projection(seen)
+            .return_document(ReturnDocument::Before)
             .await
             .map_err(|e| write_error("storing a result", e))?;
-        Ok(recorded.matched_count == 1)
+        Ok(before.map(|before| change_from(before, None)))
     }
 
     async fn job_position(&self, job_id: Uuid) -> Result<Option<u64>> {

@@ -19,12 +19,13 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    AgentStore, CancelOutcome, ClaimRequest, ClientStore, JobStore, LogStore, QueueStore,
-    RetentionStore, SecretStore, TokenStore,
+    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
+    QueueStore, RetentionStore, SecretStore, TokenStore,
 };
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client as ApiClient, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::config::MongoConfig;
+use crate::events::{JobEvent, ResultChange, MAX_JOB_EVENTS};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob, ATTACHMENTS_STATUS};
 use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
@@ -36,6 +37,7 @@ use crate::{Error, Result, Timestamp};
 const JOBS: &str = "jobs";
 const QUEUES: &str = "queues";
 const LOGS: &str = "logs";
+const JOB_EVENTS: &str = "job_events";
 const AGENTS: &str = "agents";
 /// Upstream's collection of clients and their permissions.
 const CLIENTS: &str = "client_permissions";
@@ -159,6 +161,13 @@ impl MongoStore {
                 vec![
                     index(doc! {"job_id": 1, "stream": 1}, "buffer", true, None),
                     index(doc! {"updated_at": 1}, "retention", false, Some(ttl)),
+                ],
+            ),
+            (
+                JOB_EVENTS,
+                vec![
+                    index(doc! {"job_id": 1}, "job_id", true, None),
+                    index(doc! {"created_at": 1}, "retention", false, Some(ttl)),
                 ],
             ),
             (
@@ -318,6 +327,7 @@ mod jobs;
 pub use jobs::ClaimQuery;
 mod agents;
 mod clients;
+mod events;
 mod logs;
 mod queues;
 mod retention;

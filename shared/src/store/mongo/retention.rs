@@ -19,6 +19,11 @@ impl RetentionStore for MongoStore {
             .delete_many(filter)
             .await
             .map_err(|e| Error::backend("purging expired jobs", e))?;
+        self.db
+            .collection::<Document>(JOB_EVENTS)
+            .delete_many(doc! {"created_at": {"$lt": date(cutoff)}})
+            .await
+            .map_err(|e| Error::backend("purging expired job events", e))?;
         let lapsed = doc! {"expires_at": {"$lt": date(cutoff)}};
         for collection in [REFRESH_TOKENS, SECRETS] {
             self.db

@@ -99,11 +99,45 @@ impl AgentStore for SqliteStore {
             };
             let (kind, count) = agent.next_streak(entry.exit_code);
             agent.provision_streak = Some((kind.to_owned(), count));
-            agent.provision_log.push(entry.to_value(now));
+            let stored = entry.to_value(now, agent.submitted_by());
+            agent.provision_log.push(stored);
             crate::agents::keep_last(&mut agent.provision_log, crate::agents::PROVISION_LOG_KEEP);
             save_agent(&tx, &agent)?;
             tx.commit()?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn set_agent_job(
+        &self,
+        name: &str,
+        job_id: Uuid,
+        submitted_by: Option<&str>,
+        _now: Timestamp,
+    ) -> Result<()> {
+        let (name, submitted_by) = (name.to_owned(), submitted_by.map(str::to_owned));
+        self.write("linking an agent to its job", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(mut agent) = load_agent(&tx, &name)? {
+                agent.link_job(job_id, submitted_by.as_deref());
+                save_agent(&tx, &agent)?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn clear_agent_job(&self, name: &str, job_id: Uuid, _now: Timestamp) -> Result<()> {
+        let name = name.to_owned();
+        self.write("unlinking an agent from its job", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(mut agent) = load_agent(&tx, &name)? {
+                if agent.unlink_job(job_id) {
+                    save_agent(&tx, &agent)?;
+                }
+            }
+            tx.commit()
         })
         .await
     }

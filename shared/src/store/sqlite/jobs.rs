@@ -81,7 +81,9 @@ pub(super) fn candidate_sql(queues: usize) -> String {
 /// Parameters: ?1 now, then those of [`candidate_sql`].
 pub(super) fn claim_sql(queues: usize) -> String {
     format!(
-        "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1 \
+        "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1, \
+         result_data = CASE WHEN ?2 IS NULL THEN result_data \
+                       ELSE json_set(result_data, '$.agent_id', ?2) END \
          WHERE seq = ({}) RETURNING {JOB_COLUMNS}",
         candidate_sql(queues)
     )
@@ -192,7 +194,7 @@ impl JobStore for SqliteStore {
         job_id: Uuid,
         patch: &ResultPatch,
         now: Timestamp,
-    ) -> Result<bool> {
+    ) -> Result<Option<ResultChange>> {
         let patch = patch.clone();
         self.write("storing a result", move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -202,18 +204,32 @@ impl JobStore for SqliteStore {
                 .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let Some((state, result_data)) = current else {
-                return Ok(false);
+                return Ok(None);
             };
             let mut result = parse_object(&result_data);
+            let before = JobState::parse(&state);
+            let change = ResultChange {
+                after: before.clone(),
+                previous_status: result
+                    .get("status")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+                agent_id: result
+                    .get("agent_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                before,
+            };
             for (key, value) in &patch.fields {
                 result.insert(key.clone(), value.clone());
             }
-            let mut new_state = state.clone();
+            let mut after = change.before.clone();
             if let Some(reported) = &patch.job_state {
-                match JobState::parse(&state).after_report(reported) {
+                match change.before.after_report(reported) {
                     Some(next) => {
                         result.remove(results::REPORTED_STATE_KEY);
-                        new_state = next.to_string();
+                        after = next;
                     }
                     None => {
                         result.insert(
@@ -226,9 +242,9 @@ impl JobStore for SqliteStore {
             tx.prepare_cached(
                 "UPDATE jobs SET state = ?2, result_data = ?3, updated_at = ?4 WHERE job_id = ?1",
             )?
-            .execute(params![id, new_state, to_json(&result), now.millis()])?;
+            .execute(params![id, after.as_str(), to_json(&result), now.millis()])?;
             tx.commit()?;
-            Ok(true)
+            Ok(Some(ResultChange { after, ..change }))
         })
         .await
     }

@@ -12,11 +12,12 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    AgentStore, CancelOutcome, ClaimRequest, ClientStore, JobStore, LogStore, QueueStore,
-    RetentionStore, SecretStore, TokenStore,
+    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
+    QueueStore, RetentionStore, SecretStore, TokenStore,
 };
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
+use crate::events::{JobEvent, ResultChange, MAX_JOB_EVENTS};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
 use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_agents_and_job_indexes.sql"),
     include_str!("migrations/0004_claim_index_skips_pending_attachments.sql"),
     include_str!("migrations/0005_clients_tokens_restricted_queues_secrets.sql"),
+    include_str!("migrations/0006_job_events.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -175,6 +177,7 @@ fn parse_object(text: &str) -> Map<String, Value> {
 
 mod agents;
 mod clients;
+mod events;
 mod jobs;
 mod logs;
 mod queues;

@@ -19,6 +19,10 @@ impl RetentionStore for SqliteStore {
             )?;
             tx.execute("DELETE FROM logs WHERE updated_at < ?1", [cutoff.millis()])?;
             tx.execute(
+                "DELETE FROM job_events WHERE recorded_at < ?1",
+                [cutoff.millis()],
+            )?;
+            tx.execute(
                 "DELETE FROM agents WHERE updated_at < ?1",
                 [cutoff.millis()],
             )?;
