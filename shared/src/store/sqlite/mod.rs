@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     AgentStore, CancelOutcome, ClaimRequest, ClientStore, JobStore, LogStore, QueueStore,
-    RetentionStore, SecretStore, TokenStore,
+    RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
@@ -23,6 +23,7 @@ use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::role::Role;
 use crate::secrets::StoredSecret;
+use crate::statistics::{CounterKey, DailyCount, Day, GroupBy, StatisticsQuery};
 use crate::{Error, Result, Timestamp};
 
 /// The database file inside the data folder.
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_agents_and_job_indexes.sql"),
     include_str!("migrations/0004_claim_index_skips_pending_attachments.sql"),
     include_str!("migrations/0005_clients_tokens_restricted_queues_secrets.sql"),
+    include_str!("migrations/0007_job_statistics.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -180,6 +182,7 @@ mod logs;
 mod queues;
 mod retention;
 mod secrets;
+mod statistics;
 mod tokens;
 
 #[cfg(test)]
