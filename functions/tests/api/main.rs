@@ -19,3 +19,4 @@ mod queues;
 mod restricted_queues;
 mod results;
 mod secrets;
+mod statistics;
