@@ -246,6 +246,12 @@ async fn a_backend_failure_is_500_and_logged_once_inside_its_request_span() {
         .finish();
     // The test runs on one thread: everything it logs goes here.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While a single dispatcher is registered, tracing-core decides whether a
+    // span or event is wanted from the default dispatcher of whichever thread
+    // reaches it first: another test's thread, with none, would turn the
+    // `request` span off for this one too. A second registered dispatcher
+    // makes it ask every registered dispatcher instead.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let env = TestEnv::embedded();
     let router = app(AppState::new(&env.config, open_config(&env.config).await));
     // The store breaks under the server: its agents table is gone.
