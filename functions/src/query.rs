@@ -5,6 +5,7 @@
 use testflinger_shared::error::Location;
 use testflinger_shared::logs::{LogQuery, LOG_PHASES};
 use testflinger_shared::queues::{JobSummary, SearchQuery, SEARCH_MAX_LIMIT};
+use testflinger_shared::statistics::{Day, GroupBy, StatisticsRequest};
 use testflinger_shared::validation::FieldErrors;
 use testflinger_shared::{Error, Timestamp};
 use uuid::Uuid;
@@ -91,6 +92,45 @@ pub fn search_query(pairs: &[(String, String)]) -> Result<SearchQuery, Error> {
         }
     }
     checked(query, errors)
+}
+
+/// `?group_by=submitted_by|queue&start=..&stop=..&queues=..&submitters=..`
+/// (`queues` and `submitters` repeatable). `start` and `stop` are a date
+/// (`2026-09-01`, midnight UTC) or an RFC 3339 date-time.
+pub fn statistics_request(pairs: &[(String, String)]) -> Result<StatisticsRequest, Error> {
+    let mut errors = FieldErrors::new();
+    let mut request = StatisticsRequest::default();
+    let instant = |value: &str| {
+        Day::parse(value)
+            .map(Day::start)
+            .or_else(|| Timestamp::parse_rfc3339(value))
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "group_by" => match GroupBy::parse(value) {
+                Some(group_by) => request.group_by = Some(group_by),
+                None => errors.add(
+                    "group_by",
+                    format!(
+                        "Must be one of: {}.",
+                        GroupBy::ALL.map(GroupBy::as_str).join(", ")
+                    ),
+                ),
+            },
+            "start" | "stop" => match instant(value) {
+                Some(t) if key == "start" => request.start = Some(t),
+                Some(t) => request.stop = Some(t),
+                None => errors.add(
+                    key.as_str(),
+                    "Must be a date (YYYY-MM-DD, UTC) or an RFC 3339 date-time.",
+                ),
+            },
+            "queues" => request.queues.push(value.clone()),
+            "submitters" => request.submitters.push(value.clone()),
+            _ => {}
+        }
+    }
+    checked(request, errors)
 }
 
 /// The query string of the search page after `last`.
@@ -183,6 +223,35 @@ mod tests {
             fields(errors),
             ["phase", "start_fragment", "start_timestamp"]
         );
+    }
+
+    #[test]
+    fn statistics_queries_take_dates_or_times_and_repeat_filters() {
+        let q = statistics_request(&list(&[
+            ("group_by", "queue"),
+            ("start", "2026-09-01"),
+            ("stop", "2026-09-03T12:00:00+02:00"),
+            ("queues", "a"),
+            ("queues", "b"),
+            ("submitters", "ci"),
+        ]))
+        .unwrap();
+        assert_eq!(q.group_by, Some(GroupBy::Queue));
+        assert_eq!(q.start.unwrap().to_rfc3339(), "2026-09-01T00:00:00.000Z");
+        assert_eq!(q.stop.unwrap().to_rfc3339(), "2026-09-03T10:00:00.000Z");
+        assert_eq!(q.queues, ["a", "b"]);
+        assert_eq!(q.submitters, ["ci"]);
+        assert_eq!(
+            statistics_request(&[]).unwrap(),
+            StatisticsRequest::default()
+        );
+        let bad = statistics_request(&list(&[
+            ("group_by", "agent"),
+            ("start", "yesterday"),
+            ("stop", "2026-02-30"),
+        ]))
+        .unwrap_err();
+        assert_eq!(fields(bad), ["group_by", "start", "stop"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::{authorize, Access, ADMIN, AGENT, AM, AMC, AMG, ANYONE};
 use crate::handlers::{
     agents, artifacts, clients, events, jobs, logs, meta, oauth, queues, results, secrets,
+    statistics,
 };
 use crate::AppState;
 
@@ -161,6 +162,13 @@ pub static ENDPOINTS: &[Endpoint] = &[
         GET,
         "/v1/queues/wait_times",
         queues::wait_times,
+        AMC
+    ),
+    endpoint!(
+        "statistics-jobs",
+        GET,
+        "/v1/statistics/jobs",
+        statistics::job_statistics,
         AMC
     ),
     endpoint!(

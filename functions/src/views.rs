@@ -13,6 +13,7 @@ use testflinger_shared::events::JobEvent;
 use testflinger_shared::job::{Job, ATTACHMENTS_STATUS, CLIENT_ID};
 use testflinger_shared::logs::{LogFragment, LogQuery, LogType, LOG_PHASES};
 use testflinger_shared::queues::JobSummary;
+use testflinger_shared::statistics::JobStatistics;
 
 /// `GET /v1/job/{id}`: the job as submitted plus `job_id`.
 pub fn job_definition(job: &Job) -> Map<String, Value> {
@@ -251,6 +252,33 @@ pub fn wait_times(waits: &BTreeMap<String, Vec<(u32, f64)>>) -> Value {
     )
 }
 
+/// `GET /v1/statistics/jobs`: the range counted (whole UTC days, `stop`
+/// exclusive), the grouping and filters, then `total`, `totals` (one entry
+/// per group, most jobs first) and `daily` (one entry per day and group with
+/// jobs, by day). A group's `key` is its queue or its submitter's client id;
+/// `null` is the anonymous submitters.
+pub fn job_statistics(stats: &JobStatistics) -> Value {
+    let query = &stats.query;
+    json!({
+        "group_by": query.group_by.as_str(),
+        "start": query.start.to_string(),
+        "stop": query.stop.to_string(),
+        "queues": query.queues,
+        "submitters": query.submitters,
+        "total": stats.total,
+        "totals": stats
+            .totals
+            .iter()
+            .map(|t| json!({"key": t.key, "count": t.count}))
+            .collect::<Vec<_>>(),
+        "daily": stats
+            .daily
+            .iter()
+            .map(|d| json!({"date": d.day.to_string(), "key": d.key, "count": d.count}))
+            .collect::<Vec<_>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +344,44 @@ mod tests {
         let view = super::client(&client).to_string();
         assert!(!view.contains("hashed"), "{view}");
         assert!(view.contains("manager"), "{view}");
+    }
+
+    #[test]
+    fn statistics_keep_anonymous_as_null() {
+        use testflinger_shared::statistics::{DailyCount, Day, GroupBy, StatisticsQuery};
+        let day = Day::parse("2026-09-01").unwrap();
+        let query = StatisticsQuery {
+            group_by: GroupBy::SubmittedBy,
+            start: day,
+            stop: day.plus(2),
+            queues: vec!["q".into()],
+            submitters: vec![],
+        };
+        let counts = vec![
+            DailyCount {
+                day,
+                key: None,
+                count: 2,
+            },
+            DailyCount {
+                day: day.plus(1),
+                key: Some("ci".into()),
+                count: 3,
+            },
+        ];
+        let view = job_statistics(&JobStatistics::new(query, counts));
+        assert_eq!(
+            view,
+            json!({
+                "group_by": "submitted_by", "start": "2026-09-01", "stop": "2026-09-03",
+                "queues": ["q"], "submitters": [], "total": 5,
+                "totals": [{"key": "ci", "count": 3}, {"key": null, "count": 2}],
+                "daily": [
+                    {"date": "2026-09-01", "key": null, "count": 2},
+                    {"date": "2026-09-02", "key": "ci", "count": 3},
+                ],
+            })
+        );
     }
 
     #[test]

@@ -140,6 +140,13 @@ pub struct NewJob {
     pub created_at: Timestamp,
 }
 
+impl NewJob {
+    /// The client that submits the job with a token; `None` when anonymous.
+    pub fn client_id(&self) -> Option<&str> {
+        self.job_data.get(CLIENT_ID).and_then(Value::as_str)
+    }
+}
+
 /// A stored job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {

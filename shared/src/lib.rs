@@ -20,6 +20,7 @@ pub mod results;
 pub mod retention;
 pub mod role;
 pub mod secrets;
+pub mod statistics;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -13,6 +13,7 @@ pub mod oauth;
 pub mod queues;
 pub mod results;
 pub mod secrets;
+pub mod statistics;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

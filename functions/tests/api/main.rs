@@ -20,3 +20,4 @@ mod queues;
 mod restricted_queues;
 mod results;
 mod secrets;
+mod statistics;

@@ -16,6 +16,7 @@
 //! | [`queues`] | queue views: agents, jobs, wait times |
 //! | [`clients`] | callers, clients, tokens, restricted queues |
 //! | [`secrets`] | per-client secrets |
+//! | [`statistics`] | counts of submitted jobs per day, queue and submitter |
 //! | [`events`] | the job-events webhook relay |
 //! | [`job_events`] | each job's timeline of events, recorded by the others |
 
@@ -28,6 +29,7 @@ pub mod jobs;
 pub mod queues;
 pub mod results;
 pub mod secrets;
+pub mod statistics;
 
 use std::sync::Arc;
 

@@ -17,6 +17,7 @@ use crate::logs::{LegacyStream, LogFragment, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::ResultPatch;
 use crate::secrets::StoredSecret;
+use crate::statistics::{DailyCount, StatisticsQuery};
 use crate::{Result, Timestamp};
 
 pub mod mongo;
@@ -77,12 +78,16 @@ pub enum CancelOutcome {
 
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
-    /// Stores a new job in state `waiting`.
+    /// Stores a new job in state `waiting`, and counts it in the job
+    /// statistics: 1 added to the counter of
+    /// [`CounterKey::of`](crate::statistics::CounterKey::of) the job (see
+    /// [`StatisticsStore`]).
     async fn insert_job(&self, job: &NewJob) -> Result<()>;
 
     /// Stores many new jobs at once, in order, for bulk loading: the same
     /// result as [`Store::insert_job`] for each in turn (FIFO among equal
-    /// priorities follows the slice), in far fewer round trips.
+    /// priorities follows the slice; every job counted), in far fewer round
+    /// trips.
     async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()>;
 
     async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>>;
@@ -299,6 +304,19 @@ pub trait SecretStore: Send + Sync + 'static {
     ) -> Result<Vec<StoredSecret>>;
 }
 
+/// Job statistics: one counter of submitted jobs per (UTC day, queue,
+/// submitter). [`JobStore::insert_job`] and [`JobStore::insert_jobs`] add
+/// to them as they store jobs, atomically (two submissions at once are
+/// both counted); retention never deletes them.
+#[async_trait]
+pub trait StatisticsStore: Send + Sync + 'static {
+    /// The counters that [`StatisticsQuery::admits`], summed per day and
+    /// per group of `query.group_by` (`key`: the queue, or the submitter
+    /// with `None` for anonymous jobs). Days and groups without jobs are
+    /// absent; any order.
+    async fn daily_job_counts(&self, query: &StatisticsQuery) -> Result<Vec<DailyCount>>;
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends to a job's events, in order, keeping at most
@@ -314,7 +332,7 @@ pub trait RetentionStore: Send + Sync + 'static {
     /// Deletes jobs created before `cutoff` (with their results and events), queues
     /// not advertised since then, and refresh tokens and secrets that
     /// expired before it; returns the ids of the deleted jobs so their
-    /// blobs can be removed too.
+    /// blobs can be removed too. Job statistics stay.
     async fn purge_expired(&self, cutoff: Timestamp) -> Result<Vec<Uuid>>;
 }
 
@@ -328,6 +346,7 @@ pub trait Store:
     + TokenStore
     + SecretStore
     + EventStore
+    + StatisticsStore
     + RetentionStore
 {
 }
@@ -340,6 +359,7 @@ impl<T> Store for T where
         + TokenStore
         + SecretStore
         + EventStore
+        + StatisticsStore
         + RetentionStore
 {
 }
@@ -349,6 +369,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         AgentStore, ClientStore, EventStore, JobStore, LogStore, QueueStore, RetentionStore,
-        SecretStore, Store, TokenStore,
+        SecretStore, StatisticsStore, Store, TokenStore,
     };
 }

@@ -56,6 +56,7 @@ mod logs;
 mod queues;
 mod retention;
 mod secrets;
+mod statistics;
 mod tokens;
 
 fn t(millis: i64) -> Timestamp {

@@ -135,6 +135,7 @@ impl JobStore for MongoStore {
             .insert_one(job_document(job)?)
             .await
             .map_err(|e| write_error("storing a job", e))?;
+        self.count_stored_jobs(std::slice::from_ref(job)).await;
         Ok(())
     }
 
@@ -150,6 +151,7 @@ impl JobStore for MongoStore {
             .ordered(true)
             .await
             .map_err(|e| write_error("storing jobs", e))?;
+        self.count_stored_jobs(jobs).await;
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
-    QueueStore, RetentionStore, SecretStore, TokenStore,
+    QueueStore, RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client as ApiClient, OwnerRemoval, RefreshToken, RestrictedQueue};
@@ -32,6 +32,7 @@ use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::role::Role;
 use crate::secrets::StoredSecret;
+use crate::statistics::{CounterKey, DailyCount, Day, GroupBy, StatisticsQuery};
 use crate::{Error, Result, Timestamp};
 
 const JOBS: &str = "jobs";
@@ -46,6 +47,8 @@ const RESTRICTED_QUEUES: &str = "restricted_queues";
 const SECRETS: &str = "secrets";
 /// Upstream's legacy live-output collection.
 const LIVE_OUTPUT: &str = "output";
+/// Counters of submitted jobs, as upstream names its statistics collection.
+const JOB_STATISTICS: &str = "job_statistics";
 /// The compound index that serves the claim's filter and sort.
 pub const CLAIM_INDEX: &str = "claim_order";
 pub struct MongoStore {
@@ -208,6 +211,17 @@ impl MongoStore {
                     ),
                 ],
             ),
+            // One counter per day, queue and submitter; its range queries
+            // seek on `day`. No TTL: statistics outlive the jobs.
+            (
+                JOB_STATISTICS,
+                vec![index(
+                    doc! {"day": 1, "queue": 1, "submitted_by": 1},
+                    "counter",
+                    true,
+                    None,
+                )],
+            ),
         ];
         for (collection, indexes) in plan {
             self.db
@@ -332,4 +346,5 @@ mod logs;
 mod queues;
 mod retention;
 mod secrets;
+mod statistics;
 mod tokens;

@@ -7,7 +7,7 @@ pub(super) const JOB_COLUMNS: &str =
                            attachments_status, job_data, result_data";
 
 /// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
-/// and [`Store::insert_jobs`].
+/// and [`Store::insert_jobs`] (which count it, in the same transaction).
 pub(super) fn insert_job_row(conn: &Connection, job: &NewJob) -> rusqlite::Result<()> {
     let exclude = (!job.exclude_agents.is_empty())
         .then(|| Value::from(job.exclude_agents.clone()).to_string());
@@ -109,8 +109,14 @@ pub(super) fn claim_values(request: &ClaimRequest, now: Timestamp) -> Vec<rusqli
 impl JobStore for SqliteStore {
     async fn insert_job(&self, job: &NewJob) -> Result<()> {
         let job = job.clone();
-        self.write("storing a job", move |conn| insert_job_row(conn, &job))
-            .await
+        // The job and its count: one transaction, so both or neither.
+        self.write("storing a job", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_job_row(&tx, &job)?;
+            super::statistics::count_jobs(&tx, &CounterKey::of(&job), 1)?;
+            tx.commit()
+        })
+        .await
     }
 
     async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
@@ -123,6 +129,9 @@ impl JobStore for SqliteStore {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for job in &jobs {
                 insert_job_row(&tx, job)?;
+            }
+            for (key, count) in CounterKey::tally(&jobs) {
+                super::statistics::count_jobs(&tx, &key, count)?;
             }
             tx.commit()
         })

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
-    QueueStore, RetentionStore, SecretStore, TokenStore,
+    QueueStore, RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
 use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
@@ -24,6 +24,7 @@ use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::role::Role;
 use crate::secrets::StoredSecret;
+use crate::statistics::{CounterKey, DailyCount, Day, GroupBy, StatisticsQuery};
 use crate::{Error, Result, Timestamp};
 
 /// The database file inside the data folder.
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_claim_index_skips_pending_attachments.sql"),
     include_str!("migrations/0005_clients_tokens_restricted_queues_secrets.sql"),
     include_str!("migrations/0006_job_events.sql"),
+    include_str!("migrations/0007_job_statistics.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -183,6 +185,7 @@ mod logs;
 mod queues;
 mod retention;
 mod secrets;
+mod statistics;
 mod tokens;
 
 #[cfg(test)]
