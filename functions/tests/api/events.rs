@@ -307,3 +307,59 @@ async fn a_webhook_slower_than_the_timeout_is_504() {
     assert!(elapsed < Duration::from_secs(9), "bounded: {elapsed:?}");
     assert_eq!(hook.calls().len(), 2, "{:?}", hook.calls());
 }
+
+// ---------------------------------------------------------------- submission
+
+#[tokio::test]
+async fn typed_webhooks_are_kept_as_submitted() {
+    let server = relay_server(None).await;
+    let webhooks = json!([
+        "https://ci.example/hook",
+        {"url": "https://chat.example/hooks/k", "type": "mattermost"},
+        {"url": "https://ci.example/other"},
+    ]);
+    let id = server
+        .submit(json!({"job_queue": "q", "job_status_webhook": webhooks}))
+        .await;
+    let job = server.get(&format!("/v1/job/{id}")).await.ok_json();
+    assert_eq!(job["job_status_webhook"], webhooks);
+}
+
+#[tokio::test]
+async fn bad_webhooks_are_refused_at_submission_naming_the_field() {
+    let server = relay_server(None).await;
+    for (webhook, fields) in [
+        (
+            json!({"url": "https://h.example/x", "type": "slack"}),
+            vec!["job_status_webhook.type"],
+        ),
+        (
+            json!(["https://h.example/x", {"url": "https://h.example/y", "type": "irc"}]),
+            vec!["job_status_webhook.1.type"],
+        ),
+        (
+            json!([{"url": "https://h.example/x", "token": "t"}]),
+            vec!["job_status_webhook.0.token"],
+        ),
+        (json!({"url": 5}), vec!["job_status_webhook.url"]),
+        (
+            json!({"type": "mattermost"}),
+            vec!["job_status_webhook.url"],
+        ),
+        (
+            json!(["https://h.example/x", 5]),
+            vec!["job_status_webhook.1"],
+        ),
+        (json!([]), vec!["job_status_webhook"]),
+        (json!(5), vec!["job_status_webhook"]),
+        (json!("ftp://h.example/x"), vec!["job_status_webhook"]),
+    ] {
+        server
+            .post_json(
+                "/v1/job",
+                &json!({"job_queue": "q", "job_status_webhook": webhook}),
+            )
+            .await
+            .assert_invalid_fields(&fields);
+    }
+}

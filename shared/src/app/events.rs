@@ -11,6 +11,8 @@ use uuid::Uuid;
 use super::App;
 use crate::{Error, Result};
 
+pub use crate::webhooks::origin;
+
 /// How long one attempt may take, and how many attempts a relay makes.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WEBHOOK_ATTEMPTS: usize = 2;
@@ -44,23 +46,6 @@ pub trait WebhookSender: Send + Sync + 'static {
         bearer: Option<&str>,
         payload: &Value,
     ) -> std::result::Result<WebhookAnswer, WebhookFailure>;
-}
-
-/// Scheme, host and port, compared without regard to case; default ports
-/// filled in so `https://h` and `https://h:443` are one origin. A URL with
-/// a character RFC 3986 does not allow (a backslash, a space, ...) has no
-/// origin: parsers disagree on where its host is, so none is trusted.
-pub fn origin(url: &str) -> Option<(String, String, u16)> {
-    if url
-        .bytes()
-        .any(|b| !b.is_ascii_graphic() || b"\\\"<>^`{|}".contains(&b))
-    {
-        return None;
-    }
-    let url = url::Url::parse(url).ok()?;
-    let host = url.host_str()?.to_ascii_lowercase();
-    let port = url.port_or_known_default()?;
-    Some((url.scheme().to_ascii_lowercase(), host, port))
 }
 
 fn bad_gateway(message: String) -> Error {
@@ -158,28 +143,5 @@ impl App {
                 "The webhook could not be reached ({WEBHOOK_ATTEMPTS} attempts)."
             )),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::origin;
-
-    #[test]
-    fn origins_compare_scheme_host_and_port_with_default_ports() {
-        assert_eq!(
-            origin("https://Hooks.example/x"),
-            origin("https://hooks.example:443/y")
-        );
-        assert_ne!(
-            origin("https://hooks.example/"),
-            origin("http://hooks.example/")
-        );
-        assert_ne!(
-            origin("https://hooks.example/"),
-            origin("https://hooks.example:8443/")
-        );
-        assert_eq!(origin("not a url"), None);
-        assert_eq!(origin("http://127.0.0.1:1\\@localhost:2/hook"), None);
     }
 }
