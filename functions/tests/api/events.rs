@@ -93,14 +93,26 @@ async fn start_hook(answer: HookAnswer) -> Hook {
 
 /// A standard-mode server that relays to `webhook_url` with "hook-token".
 async fn relay_server(webhook_url: Option<String>) -> Server {
+    relay_server_trusting(webhook_url, Vec::new()).await
+}
+
+/// A standard-mode server that relays to `webhook_url` and `webhook_urls`
+/// (`WEBHOOK_URL`, `WEBHOOK_URLS`) with "hook-token".
+async fn relay_server_trusting(webhook_url: Option<String>, webhook_urls: Vec<String>) -> Server {
     Server::with_config(|config| {
         config.auth.mode = AuthMode::Standard;
         config.auth.signing_key = Some(SIGNING_KEY.into());
         config.auth.secrets_key = Some(SecretsKey::from_base64(SECRETS_KEY).unwrap());
         config.auth.webhook_url = webhook_url;
+        config.auth.webhook_urls = webhook_urls;
         config.auth.webhook_auth = Some("hook-token".into());
     })
     .await
+}
+
+/// The base URL a hook is trusted by.
+fn base(hook: &Hook) -> String {
+    format!("http://127.0.0.1:{}", hook.port)
 }
 
 fn events_body(webhook: &str) -> Value {
@@ -306,6 +318,37 @@ async fn a_webhook_slower_than_the_timeout_is_504() {
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(9), "bounded: {elapsed:?}");
     assert_eq!(hook.calls().len(), 2, "{:?}", hook.calls());
+}
+
+// ---------------------------------------------------------------- WEBHOOK_URLS
+
+#[tokio::test]
+async fn webhook_urls_trust_further_hosts() {
+    let first = start_hook(HookAnswer::Status(200)).await;
+    let second = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server_trusting(Some(base(&first)), vec![base(&second)]).await;
+    // A single default webhook on the second host: its answer passes back.
+    assert_eq!(
+        relay(&server, &second.url()).await.ok_json(),
+        json!({"received": true})
+    );
+    assert_eq!(
+        relay(&server, &first.url()).await.ok_json(),
+        json!({"received": true})
+    );
+    assert_eq!(second.calls().len(), 1);
+    assert_eq!(first.calls().len(), 1);
+
+    // WEBHOOK_URLS alone is enough.
+    let server = relay_server_trusting(None, vec![base(&second)]).await;
+    assert_eq!(
+        relay(&server, &second.url()).await.ok_json(),
+        json!({"received": true})
+    );
+    relay(&server, &first.url())
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    assert_eq!(first.calls().len(), 1);
 }
 
 // ---------------------------------------------------------------- submission

@@ -1,6 +1,6 @@
 //! Job events (SPEC.md §8): the agent posts the cumulative event list of a
-//! job, and the server relays it to the job's webhook, but only to the one
-//! scheme and host its operator trusts (`WEBHOOK_URL`).
+//! job, and the server relays it to the job's webhook, but only to the
+//! schemes and hosts its operator trusts (`WEBHOOK_URL`, `WEBHOOK_URLS`).
 
 use std::time::Duration;
 
@@ -56,6 +56,17 @@ fn bad_gateway(message: String) -> Error {
 }
 
 impl App {
+    /// Whether `url` is on the scheme, host and port of a trusted base URL.
+    fn trusts_webhook(&self, url: &str) -> bool {
+        let Some(target) = origin(url) else {
+            return false;
+        };
+        self.settings
+            .webhook_urls
+            .iter()
+            .any(|base| origin(base).as_ref() == Some(&target))
+    }
+
     /// `POST /v1/job/{id}/events`: relays the body to the job's own webhook
     /// (the body's copy of the address is not trusted), retrying once on a
     /// server error or no answer. The webhook's answer comes back, but a
@@ -84,15 +95,17 @@ impl App {
                     "The job has no job_status_webhook to relay its events to.",
                 )
             })?;
-        let Some(trusted) = self.settings.webhook_url.as_deref() else {
+        if self.settings.webhook_urls.is_empty() {
             return Err(Error::Forbidden(
-                "This server relays no webhooks: its WEBHOOK_URL is not set.".into(),
+                "This server relays no webhooks: neither WEBHOOK_URL nor WEBHOOK_URLS is set."
+                    .into(),
             ));
-        };
-        if origin(&webhook).is_none() || origin(&webhook) != origin(trusted) {
-            tracing::warn!(job_id = %job_id, "webhook refused: not on the trusted host");
+        }
+        if !self.trusts_webhook(&webhook) {
+            tracing::warn!(job_id = %job_id, "webhook refused: not on a trusted host");
             return Err(Error::Forbidden(
-                "The job's webhook is not on the host this server relays to (WEBHOOK_URL).".into(),
+                "The job's webhook is not on a host this server relays to (WEBHOOK_URL, WEBHOOK_URLS)."
+                    .into(),
             ));
         }
         let Some(sender) = &self.webhooks else {
