@@ -1,4 +1,5 @@
-//! Job status webhooks: what a job's `job_status_webhook` may name.
+//! Job status webhooks: what a job's `job_status_webhook` may name, and
+//! what a Mattermost webhook is told.
 //!
 //! The field is a URL string, an object `{"url", "type"?}` (`type` is
 //! `default`, the default, or `mattermost`), or a non-empty list of those.
@@ -14,6 +15,9 @@ pub const FIELD: &str = "job_status_webhook";
 
 /// The most webhooks one job may name: every event post is sent to each.
 pub const MAX_WEBHOOKS: usize = 10;
+
+/// The longest event detail quoted in a Mattermost message, in characters.
+pub const MAX_DETAIL_CHARS: usize = 300;
 
 /// How a webhook is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +182,33 @@ pub fn origin(url: &str) -> Option<(String, String, u16)> {
     Some((url.scheme().to_ascii_lowercase(), host, port))
 }
 
+/// The one line a Mattermost webhook is sent for a job's events: the job,
+/// its queue and the last event's name, with its detail when it has one.
+pub fn mattermost_text(job_id: &str, job_queue: &str, events: &[Value]) -> String {
+    let head = format!("Testflinger job {job_id} on {job_queue}");
+    let Some(last) = events.last() else {
+        return format!("{head}: no events yet");
+    };
+    let name = last
+        .get("event_name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or("(unnamed event)");
+    let detail = last
+        .get("detail")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or("");
+    if detail.is_empty() {
+        format!("{head}: {name}")
+    } else if detail.chars().count() > MAX_DETAIL_CHARS {
+        let cut: String = detail.chars().take(MAX_DETAIL_CHARS).collect();
+        format!("{head}: {name}: {cut}…")
+    } else {
+        format!("{head}: {name}: {detail}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +341,36 @@ mod tests {
         );
         assert_eq!(origin("not a url"), None);
         assert_eq!(origin("http://127.0.0.1:1\\@localhost:2/hook"), None);
+    }
+
+    #[test]
+    fn mattermost_is_told_the_job_and_its_last_event() {
+        let events = [
+            json!({"event_name": "job_start", "timestamp": "t", "detail": ""}),
+            json!({"event_name": "provision_fail", "timestamp": "t", "detail": " no ssh \n"}),
+        ];
+        assert_eq!(
+            mattermost_text("j1", "rpi4", &events),
+            "Testflinger job j1 on rpi4: provision_fail: no ssh"
+        );
+        assert_eq!(
+            mattermost_text("j1", "rpi4", &events[..1]),
+            "Testflinger job j1 on rpi4: job_start"
+        );
+        assert_eq!(
+            mattermost_text("j1", "rpi4", &[]),
+            "Testflinger job j1 on rpi4: no events yet"
+        );
+        assert_eq!(
+            mattermost_text("j1", "q", &[json!({"detail": 5})]),
+            "Testflinger job j1 on q: (unnamed event)"
+        );
+        let long = "é".repeat(MAX_DETAIL_CHARS + 10);
+        let text = mattermost_text("j1", "q", &[json!({"event_name": "x", "detail": long})]);
+        assert!(text.ends_with('…'), "{text}");
+        assert_eq!(
+            text.chars().count(),
+            "Testflinger job j1 on q: x: ".len() + MAX_DETAIL_CHARS + 1
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! The job events relay (SPEC.md §8): an agent's events go to the job's own
-//! webhook, only where the configuration trusts it, with the configured token,
-//! bounded retries and a timeout; the webhook's answer comes back.
+//! webhooks, only where the configuration trusts them, with the configured
+//! token, bounded retries and a timeout; a single webhook's answer comes back,
+//! several webhooks' as a summary. Mattermost webhooks get a line of text.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -24,9 +25,12 @@ enum HookAnswer {
     Sleep(Duration),
 }
 
-/// One PUT the webhook received: its JSON body and `Authorization` header.
+/// One request the webhook received: its method, path and query, JSON body
+/// and `Authorization` header.
 #[derive(Debug, Clone)]
 struct HookCall {
+    method: Method,
+    uri: String,
     body: Value,
     authorization: Option<String>,
 }
@@ -50,10 +54,14 @@ impl Hook {
 
 async fn hook_handler(
     State((calls, answer)): State<HookState>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     calls.lock().unwrap().push(HookCall {
+        method,
+        uri: uri.to_string(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         authorization: headers
             .get(header::AUTHORIZATION)
@@ -77,13 +85,13 @@ async fn hook_handler(
     }
 }
 
-/// A webhook on 127.0.0.1 and a free port, answering PUT /hook.
+/// A webhook on 127.0.0.1 and a free port, answering PUT and POST /hook.
 async fn start_hook(answer: HookAnswer) -> Hook {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let app = axum::Router::new()
-        .route("/hook", axum::routing::put(hook_handler))
+        .route("/hook", axum::routing::put(hook_handler).post(hook_handler))
         .with_state((calls.clone(), answer));
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
@@ -144,6 +152,31 @@ async fn relay(server: &Server, webhook: &str) -> Reply {
         .submit(json!({"job_queue": "q", "job_status_webhook": webhook}))
         .await;
     post_events(server, &agent, &id, &events_body(webhook)).await
+}
+
+/// A job whose `job_status_webhook` is `webhooks` (a URL, an object or a
+/// list), and its events posted by an agent with addresses of its own in
+/// the body (never used); the job's id and the answer.
+async fn relay_to(server: &Server, webhooks: Value) -> (String, Reply) {
+    let agent = agent_token(server).await;
+    let id = server
+        .submit(json!({"job_queue": "q", "job_status_webhook": webhooks}))
+        .await;
+    let mut body = events_body("http://127.0.0.1:9/not-this-one");
+    body["job_status_webhooks"] = json!(["http://127.0.0.1:9/nor-this-one"]);
+    let reply = post_events(server, &agent, &id, &body).await;
+    (id, reply)
+}
+
+/// The events as the default webhooks receive them.
+fn relayed_events() -> Value {
+    json!({
+        "agent_id": "a1",
+        "job_queue": "q",
+        "events": [
+            {"event_name": "job_start", "timestamp": "2026-11-25T10:00:00Z", "detail": ""},
+        ],
+    })
 }
 
 // ---------------------------------------------------------------- relayed
@@ -320,7 +353,211 @@ async fn a_webhook_slower_than_the_timeout_is_504() {
     assert_eq!(hook.calls().len(), 2, "{:?}", hook.calls());
 }
 
-// ---------------------------------------------------------------- WEBHOOK_URLS
+// ---------------------------------------------------------------- typed and several webhooks
+
+#[tokio::test]
+async fn job_events_go_to_every_webhook_of_a_list() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(base(&hook))).await;
+    let (_, reply) = relay_to(
+        &server,
+        json!([
+            format!("{}?n=0", hook.url()),
+            {"url": format!("{}?n=1", hook.url()), "type": "default"},
+        ]),
+    )
+    .await;
+    assert_eq!(
+        reply.ok_json(),
+        json!({
+            "status": "OK",
+            "delivered": 2,
+            "failed": 0,
+            "webhooks": [
+                {"index": 0, "type": "default", "delivered": true, "status": 200},
+                {"index": 1, "type": "default", "delivered": true, "status": 200},
+            ],
+        })
+    );
+    let mut calls = hook.calls();
+    calls.sort_by(|a, b| a.uri.cmp(&b.uri));
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for (call, uri) in calls.iter().zip(["/hook?n=0", "/hook?n=1"]) {
+        assert_eq!(call.uri, uri);
+        assert_eq!(call.method, Method::PUT);
+        assert_eq!(
+            call.body,
+            relayed_events(),
+            "no address of the body is passed on"
+        );
+        assert_eq!(call.authorization.as_deref(), Some("Bearer hook-token"));
+    }
+}
+
+#[tokio::test]
+async fn a_mattermost_webhook_gets_a_post_of_text_without_credentials() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(base(&hook))).await;
+    let (id, reply) = relay_to(&server, json!({"url": hook.url(), "type": "mattermost"})).await;
+    assert_eq!(
+        reply.ok_json(),
+        json!({
+            "status": "OK",
+            "delivered": 1,
+            "failed": 0,
+            "webhooks": [{"index": 0, "type": "mattermost", "delivered": true, "status": 200}],
+        })
+    );
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].method, Method::POST);
+    assert_eq!(calls[0].authorization, None, "the URL is its own secret");
+    assert_eq!(
+        calls[0].body,
+        json!({"text": format!("Testflinger job {id} on q: job_start")})
+    );
+}
+
+#[tokio::test]
+async fn default_and_mattermost_webhooks_of_one_job_are_each_spoken_to_in_their_way() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(base(&hook))).await;
+    let agent = agent_token(&server).await;
+    let id = server
+        .submit(json!({
+            "job_queue": "q",
+            "job_status_webhook": [
+                {"url": format!("{}?to=chat", hook.url()), "type": "mattermost"},
+                format!("{}?to=ci", hook.url()),
+            ],
+        }))
+        .await;
+    let mut body = events_body(&hook.url());
+    body["events"] = json!([
+        {"event_name": "job_start", "timestamp": "2026-11-25T10:00:00Z", "detail": ""},
+        {"event_name": "provision_fail", "timestamp": "2026-11-25T10:05:00Z", "detail": "no ssh"},
+    ]);
+    let summary = post_events(&server, &agent, &id, &body).await.ok_json();
+    assert_eq!(summary["delivered"], json!(2), "{summary}");
+    let calls = hook.calls();
+    let chat = calls.iter().find(|c| c.uri == "/hook?to=chat").unwrap();
+    assert_eq!(chat.method, Method::POST);
+    assert_eq!(chat.authorization, None);
+    assert_eq!(
+        chat.body,
+        json!({"text": format!("Testflinger job {id} on q: provision_fail: no ssh")})
+    );
+    let ci = calls.iter().find(|c| c.uri == "/hook?to=ci").unwrap();
+    assert_eq!(ci.method, Method::PUT);
+    assert_eq!(ci.authorization.as_deref(), Some("Bearer hook-token"));
+    assert_eq!(ci.body["events"], body["events"]);
+    assert!(ci.body.get("job_status_webhook").is_none(), "{:?}", ci.body);
+}
+
+#[tokio::test]
+async fn one_failing_webhook_does_not_stop_the_others() {
+    let failing = start_hook(HookAnswer::Status(500)).await;
+    let working = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server_trusting(Some(base(&failing)), vec![base(&working)]).await;
+    let (_, reply) = relay_to(&server, json!([failing.url(), working.url()])).await;
+    assert_eq!(
+        reply.ok_json(),
+        json!({
+            "status": "OK",
+            "delivered": 1,
+            "failed": 1,
+            "webhooks": [
+                {"index": 0, "type": "default", "delivered": false, "status": 500,
+                 "error": "answered 500"},
+                {"index": 1, "type": "default", "delivered": true, "status": 200},
+            ],
+        })
+    );
+    assert_eq!(failing.calls().len(), 2, "a server error is retried once");
+    assert_eq!(working.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn when_every_webhook_fails_the_relay_is_502() {
+    let failing = start_hook(HookAnswer::Status(500)).await;
+    let refusing = start_hook(HookAnswer::Status(404)).await;
+    let server = relay_server_trusting(None, vec![base(&failing), base(&refusing)]).await;
+    let (_, reply) = relay_to(
+        &server,
+        json!([failing.url(), {"url": refusing.url(), "type": "mattermost"}]),
+    )
+    .await;
+    let body = reply.assert_error(StatusCode::BAD_GATEWAY);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("#0 (default) answered 500")
+            && message.contains("#1 (mattermost) answered 404"),
+        "{message}"
+    );
+    assert_eq!(failing.calls().len(), 2);
+    assert_eq!(refusing.calls().len(), 1, "a 4xx is not retried");
+}
+
+#[tokio::test]
+async fn webhooks_are_called_side_by_side_and_all_too_slow_is_504() {
+    let slow = start_hook(HookAnswer::Sleep(Duration::from_secs(5))).await;
+    let server = relay_server(Some(base(&slow))).await;
+    let started = std::time::Instant::now();
+    let (_, reply) = relay_to(
+        &server,
+        json!([
+            format!("{}?n=0", slow.url()),
+            {"url": format!("{}?n=1", slow.url()), "type": "mattermost"},
+        ]),
+    )
+    .await;
+    reply.assert_error(StatusCode::GATEWAY_TIMEOUT);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(9),
+        "the webhooks are not waited for one after the other: {elapsed:?}"
+    );
+    assert_eq!(slow.calls().len(), 4, "{:?}", slow.calls());
+}
+
+#[tokio::test]
+async fn an_untrusted_webhook_in_a_list_is_skipped_and_a_trusted_one_called() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(base(&hook))).await;
+    // The same server by another name: trusted only as 127.0.0.1.
+    let untrusted = format!("http://localhost:{}/hook?untrusted", hook.port);
+    let (_, reply) = relay_to(&server, json!([untrusted, hook.url()])).await;
+    let summary = reply.ok_json();
+    assert_eq!(
+        summary["webhooks"][0],
+        json!({"index": 0, "type": "default", "delivered": false,
+               "error": "not on a host this server relays to (WEBHOOK_URL, WEBHOOK_URLS)"})
+    );
+    assert_eq!(
+        summary["webhooks"][1]["delivered"],
+        json!(true),
+        "{summary}"
+    );
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].uri, "/hook");
+}
+
+#[tokio::test]
+async fn a_list_without_a_trusted_webhook_is_403() {
+    let hook = start_hook(HookAnswer::Status(200)).await;
+    let server = relay_server(Some(base(&hook))).await;
+    let (_, reply) = relay_to(
+        &server,
+        json!([
+            format!("http://localhost:{}/hook", hook.port),
+            {"url": format!("https://127.0.0.1:{}/hook", hook.port), "type": "mattermost"},
+        ]),
+    )
+    .await;
+    reply.assert_error(StatusCode::FORBIDDEN);
+    assert!(hook.calls().is_empty(), "{:?}", hook.calls());
+}
 
 #[tokio::test]
 async fn webhook_urls_trust_further_hosts() {
@@ -350,8 +587,6 @@ async fn webhook_urls_trust_further_hosts() {
         .assert_error(StatusCode::FORBIDDEN);
     assert_eq!(first.calls().len(), 1);
 }
-
-// ---------------------------------------------------------------- submission
 
 #[tokio::test]
 async fn typed_webhooks_are_kept_as_submitted() {

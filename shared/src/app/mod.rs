@@ -38,7 +38,10 @@ use crate::role::{AuthMode, Role};
 use crate::secrets::SecretsKey;
 use crate::store::Store;
 
-pub use events::{WebhookAnswer, WebhookFailure, WebhookSender};
+pub use events::{
+    RelayAnswer, TargetOutcome, TargetResult, WebhookAnswer, WebhookFailure, WebhookMethod,
+    WebhookSender,
+};
 
 /// What the use cases are configured with, fixed at start-up.
 pub struct Settings {
