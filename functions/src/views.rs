@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use testflinger_shared::agents::Agent;
 use testflinger_shared::app::agents::Agents;
+use testflinger_shared::app::events::TargetOutcome;
 use testflinger_shared::app::jobs::Claimed;
 use testflinger_shared::app::results::JobResult;
 use testflinger_shared::clients::{Client, RestrictedQueue};
@@ -276,6 +277,39 @@ pub fn job_statistics(stats: &JobStatistics) -> Value {
             .iter()
             .map(|d| json!({"date": d.day.to_string(), "key": d.key, "count": d.count}))
             .collect::<Vec<_>>(),
+    })
+}
+
+/// `POST /v1/job/{id}/events` for a job with several webhooks (or a
+/// Mattermost one), when at least one took the events:
+/// `{"status": "OK", "delivered": n, "failed": m, "webhooks": [{"index",
+/// "type", "delivered", "status"?, "error"?}, ...]}`, one entry per webhook
+/// in the job's order; `status` is the webhook's HTTP status when it
+/// answered, `error` says why it did not take the events.
+pub fn relay_summary(outcomes: &[TargetOutcome]) -> Value {
+    let delivered = outcomes.iter().filter(|o| o.result.delivered()).count();
+    let webhooks: Vec<Value> = outcomes
+        .iter()
+        .map(|outcome| {
+            let mut entry = json!({
+                "index": outcome.index,
+                "type": outcome.kind.as_str(),
+                "delivered": outcome.result.delivered(),
+            });
+            if let Some(status) = outcome.result.status() {
+                entry["status"] = json!(status);
+            }
+            if let Some(problem) = outcome.result.problem() {
+                entry["error"] = json!(problem);
+            }
+            entry
+        })
+        .collect();
+    json!({
+        "status": "OK",
+        "delivered": delivered,
+        "failed": outcomes.len() - delivered,
+        "webhooks": webhooks,
     })
 }
 

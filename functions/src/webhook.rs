@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use serde_json::Value;
 use testflinger_shared::app::events::WEBHOOK_TIMEOUT;
-use testflinger_shared::app::{WebhookAnswer, WebhookFailure, WebhookSender};
+use testflinger_shared::app::{WebhookAnswer, WebhookFailure, WebhookMethod, WebhookSender};
 
 pub struct HttpWebhooks;
 
@@ -31,13 +31,19 @@ fn http_client() -> Result<&'static reqwest::Client, WebhookFailure> {
 
 #[async_trait]
 impl WebhookSender for HttpWebhooks {
-    async fn put(
+    async fn send(
         &self,
+        method: WebhookMethod,
         url: &str,
         bearer: Option<&str>,
         payload: &Value,
     ) -> Result<WebhookAnswer, WebhookFailure> {
-        let mut request = http_client()?.put(url).json(payload);
+        let client = http_client()?;
+        let request = match method {
+            WebhookMethod::Put => client.put(url),
+            WebhookMethod::Post => client.post(url),
+        };
+        let mut request = request.json(payload);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }

@@ -89,6 +89,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "WEBHOOK_URL",
         "scheme and host that job status webhooks may be relayed to",
     ),
+    (
+        "WEBHOOK_URLS",
+        "comma-separated further schemes and hosts webhooks may be relayed to",
+    ),
     ("WEBHOOK_AUTH", "bearer token sent with relayed webhooks"),
 ];
 
@@ -236,9 +240,23 @@ pub struct AuthConfig {
     /// Seals stored secrets; without it the secrets endpoints answer that
     /// this server keeps no secrets.
     pub secrets_key: Option<SecretsKey>,
-    /// The only scheme and host job events may be relayed to.
+    /// A scheme and host job events may be relayed to (`WEBHOOK_URL`).
     pub webhook_url: Option<String>,
+    /// Further schemes and hosts trusted alike (`WEBHOOK_URLS`).
+    pub webhook_urls: Vec<String>,
     pub webhook_auth: Option<String>,
+}
+
+impl AuthConfig {
+    /// Every base URL job events may be relayed to: `WEBHOOK_URL` and each
+    /// of `WEBHOOK_URLS`, in that order.
+    pub fn trusted_webhook_urls(&self) -> Vec<String> {
+        self.webhook_url
+            .iter()
+            .chain(&self.webhook_urls)
+            .cloned()
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -250,6 +268,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("leeway_seconds", &self.leeway_seconds)
             .field("secrets_key", &hidden(self.secrets_key.is_some()))
             .field("webhook_url", &self.webhook_url)
+            .field("webhook_urls", &self.webhook_urls)
             .field("webhook_auth", &hidden(self.webhook_auth.is_some()))
             .finish()
     }
@@ -490,12 +509,31 @@ fn auth_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<AuthConfig,
             Err("expected an http:// or https:// URL".to_owned())
         }
     })?;
+    let webhook_urls = parse_or(get, "WEBHOOK_URLS", Vec::new(), |v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                let ok = (item.starts_with("http://") || item.starts_with("https://"))
+                    && crate::webhooks::origin(item).is_some();
+                if ok {
+                    Ok(item.to_owned())
+                } else {
+                    Err(format!(
+                        "{item:?} is not an http:// or https:// URL with a host \
+                         (expected URLs separated by commas)"
+                    ))
+                }
+            })
+            .collect()
+    })?;
     Ok(AuthConfig {
         mode,
         signing_key,
         leeway_seconds,
         secrets_key,
         webhook_url,
+        webhook_urls,
         webhook_auth: get("WEBHOOK_AUTH").map(str::to_owned),
     })
 }
@@ -792,6 +830,46 @@ mod tests {
         assert!(!format!("{config:?}").contains("bearer-value"));
         let err = Config::from_values(&values(&[("WEBHOOK_URL", "ftp://x")])).unwrap_err();
         assert!(err.to_string().contains("WEBHOOK_URL"), "{err}");
+    }
+
+    #[test]
+    fn webhook_urls_add_to_webhook_url() {
+        let config = Config::from_values(&values(&[
+            ("WEBHOOK_URL", "https://hooks.example.com"),
+            (
+                "WEBHOOK_URLS",
+                " https://chat.example.com/hooks , http://127.0.0.1:8065,",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.auth.trusted_webhook_urls(),
+            [
+                "https://hooks.example.com",
+                "https://chat.example.com/hooks",
+                "http://127.0.0.1:8065"
+            ]
+        );
+        let config =
+            Config::from_values(&values(&[("WEBHOOK_URLS", "https://chat.example.com")])).unwrap();
+        assert_eq!(config.auth.webhook_url, None);
+        assert_eq!(
+            config.auth.trusted_webhook_urls(),
+            ["https://chat.example.com"]
+        );
+        for bad in [
+            "ftp://x",
+            "https://a.example https://b.example",
+            "https://a.example;https://b.example\\x",
+        ] {
+            let err = Config::from_values(&values(&[("WEBHOOK_URLS", bad)])).unwrap_err();
+            assert!(err.to_string().contains("WEBHOOK_URLS"), "{bad}: {err}");
+        }
+        assert!(Config::from_values(&values(&[]))
+            .unwrap()
+            .auth
+            .trusted_webhook_urls()
+            .is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::validation::FieldErrors;
+use crate::webhooks;
 use crate::{Error, Result, Timestamp};
 
 /// A job's state (SPEC.md §6). The server itself writes `waiting`,
@@ -207,8 +208,10 @@ pub fn validate_submission(body: Value, now: Timestamp) -> Result<NewJob> {
         }
     };
 
-    for field in ["name", "job_status_webhook"] {
-        check_string(&data, field, &mut errors);
+    check_string(&data, "name", &mut errors);
+    if let Some(value) = data.get(webhooks::FIELD) {
+        // Checked, not rewritten: the job keeps the value as submitted.
+        webhooks::parse_webhooks(value, &mut errors);
     }
     if let Some(v) = data.get("debug") {
         if !v.is_boolean() {
@@ -219,11 +222,6 @@ pub fn validate_submission(body: Value, now: Timestamp) -> Result<NewJob> {
         match v.as_str() {
             Some(s) if Uuid::parse_str(s).is_ok() => {}
             _ => errors.add("parent_job_id", "Not a valid job id (a UUID string)."),
-        }
-    }
-    if let Some(url) = data.get("job_status_webhook").and_then(Value::as_str) {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            errors.add("job_status_webhook", "Must be an http:// or https:// URL.");
         }
     }
     check_tags(&data, &mut errors);
@@ -493,6 +491,25 @@ mod tests {
         assert!(!job.job_data.contains_key("job_id"));
         assert_eq!(job.job_queue, "q");
         assert_eq!(job.job_priority, 0);
+    }
+
+    #[test]
+    fn webhooks_are_checked_and_kept_as_submitted() {
+        for webhook in [
+            json!("https://h.example/x"),
+            json!({"url": "https://m.example/hooks/k", "type": "mattermost"}),
+            json!(["https://h.example/x", {"url": "https://h.example/y"}]),
+        ] {
+            let job = validate(json!({"job_queue": "q", "job_status_webhook": webhook})).unwrap();
+            assert_eq!(job.job_data["job_status_webhook"], webhook);
+        }
+        assert_eq!(
+            bad_fields(json!({
+                "job_queue": "q",
+                "job_status_webhook": ["https://h.example/x", {"url": "https://h.example/y", "type": "irc"}],
+            })),
+            ["job_status_webhook.1.type"]
+        );
     }
 
     #[test]

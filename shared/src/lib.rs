@@ -26,6 +26,7 @@ pub mod store;
 pub mod testing;
 pub mod timestamp;
 pub mod validation;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use timestamp::Timestamp;

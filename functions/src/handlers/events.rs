@@ -1,13 +1,15 @@
 //! Job events: each job's timeline as the server recorded it, and the
-//! agent's events relayed to the job's webhook (SPEC.md §8), whose answer
-//! comes back as it was.
+//! agent's events relayed to the job's webhooks (SPEC.md §8): a single
+//! webhook's answer comes back as it was, several webhooks' as a summary
+//! (`views::relay_summary`).
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use testflinger_shared::app::RelayAnswer;
 
 use crate::error::ApiResult;
 use crate::extract::{JobId, JsonObject};
@@ -19,7 +21,12 @@ pub async fn relay_events(
     JobId(id): JobId,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let answer = state.app.relay_events(id, body).await?;
+    let answer = match state.app.relay_events(id, body).await? {
+        RelayAnswer::Passthrough(answer) => answer,
+        RelayAnswer::Summary(outcomes) => {
+            return Ok(Json(views::relay_summary(&outcomes)).into_response())
+        }
+    };
     let mut response = Response::new(Body::from(answer.body));
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if let Some(value) = answer

@@ -1,15 +1,24 @@
 //! Job events (SPEC.md §8): the agent posts the cumulative event list of a
-//! job, and the server relays it to the job's webhook, but only to the one
-//! scheme and host its operator trusts (`WEBHOOK_URL`).
+//! job, and the server relays it to each of the job's webhooks
+//! (`job_status_webhook`, read by [`crate::webhooks`]), but only to the
+//! schemes and hosts its operator trusts (`WEBHOOK_URL`, `WEBHOOK_URLS`).
+//!
+//! A job with one `default` webhook gets the answer of that webhook back, as
+//! it always did. A job with several webhooks, or a Mattermost one, gets a
+//! summary of what became of each ([`RelayAnswer::Summary`]) when at least
+//! one took the events, and a bad gateway when none did.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::App;
+use crate::webhooks::{self, mattermost_text, WebhookKind, WebhookTarget};
 use crate::{Error, Result};
+
+pub use crate::webhooks::origin;
 
 /// How long one attempt may take, and how many attempts a relay makes.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -17,7 +26,7 @@ pub const WEBHOOK_ATTEMPTS: usize = 2;
 /// The most of a webhook's answer that is passed back.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// A webhook's answer, passed back to the agent.
+/// A webhook's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookAnswer {
     pub status: u16,
@@ -34,33 +43,110 @@ pub enum WebhookFailure {
     Unavailable,
 }
 
-/// Sends one `PUT` of a JSON payload, with a bearer token when given,
+/// The HTTP method of a webhook request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookMethod {
+    /// `default` webhooks.
+    Put,
+    /// Mattermost webhooks.
+    Post,
+}
+
+/// Sends one request with a JSON payload, with a bearer token when given,
 /// within [`WEBHOOK_TIMEOUT`] and without following redirects.
 #[async_trait]
 pub trait WebhookSender: Send + Sync + 'static {
-    async fn put(
+    async fn send(
         &self,
+        method: WebhookMethod,
         url: &str,
         bearer: Option<&str>,
         payload: &Value,
     ) -> std::result::Result<WebhookAnswer, WebhookFailure>;
 }
 
-/// Scheme, host and port, compared without regard to case; default ports
-/// filled in so `https://h` and `https://h:443` are one origin. A URL with
-/// a character RFC 3986 does not allow (a backslash, a space, ...) has no
-/// origin: parsers disagree on where its host is, so none is trusted.
-pub fn origin(url: &str) -> Option<(String, String, u16)> {
-    if url
-        .bytes()
-        .any(|b| !b.is_ascii_graphic() || b"\\\"<>^`{|}".contains(&b))
-    {
-        return None;
+/// What a relay answers the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayAnswer {
+    /// The job names one webhook, of type `default`: its answer, as it was
+    /// (at most [`MAX_ANSWER_BYTES`] of it).
+    Passthrough(WebhookAnswer),
+    /// The job names several webhooks, or a Mattermost one, and at least one
+    /// of them took the events: what became of each, in the job's order.
+    Summary(Vec<TargetOutcome>),
+}
+
+/// What became of one of a job's webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOutcome {
+    /// Its position in the job's `job_status_webhook` list (0 for a single
+    /// URL or object).
+    pub index: usize,
+    pub kind: WebhookKind,
+    pub result: TargetResult,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetResult {
+    /// It answered with a success (2xx).
+    Delivered { status: u16 },
+    /// It is not on a trusted host: nothing was sent.
+    Untrusted,
+    /// It answered with anything else (after the retry, for a server error).
+    Rejected { status: u16 },
+    /// It did not answer in time, twice.
+    TimedOut,
+    /// It could not be reached, twice.
+    Unreachable,
+    /// This process cannot make HTTPS requests.
+    Unavailable,
+}
+
+impl TargetResult {
+    pub fn delivered(self) -> bool {
+        matches!(self, TargetResult::Delivered { .. })
     }
-    let url = url::Url::parse(url).ok()?;
-    let host = url.host_str()?.to_ascii_lowercase();
-    let port = url.port_or_known_default()?;
-    Some((url.scheme().to_ascii_lowercase(), host, port))
+
+    /// The webhook's status, when it answered.
+    pub fn status(self) -> Option<u16> {
+        match self {
+            TargetResult::Delivered { status } | TargetResult::Rejected { status } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Why it was not delivered; `None` when it was.
+    pub fn problem(self) -> Option<String> {
+        Some(match self {
+            TargetResult::Delivered { .. } => return None,
+            TargetResult::Untrusted => {
+                "not on a host this server relays to (WEBHOOK_URL, WEBHOOK_URLS)".to_owned()
+            }
+            TargetResult::Rejected { status } => format!("answered {status}"),
+            TargetResult::TimedOut => format!(
+                "did not answer within {} s ({WEBHOOK_ATTEMPTS} attempts)",
+                WEBHOOK_TIMEOUT.as_secs()
+            ),
+            TargetResult::Unreachable => {
+                format!("could not be reached ({WEBHOOK_ATTEMPTS} attempts)")
+            }
+            TargetResult::Unavailable => "this server cannot make HTTPS requests".to_owned(),
+        })
+    }
+
+    fn of(answer: std::result::Result<WebhookAnswer, WebhookFailure>) -> Self {
+        match answer {
+            Ok(answer) if (200..300).contains(&answer.status) => TargetResult::Delivered {
+                status: answer.status,
+            },
+            Ok(answer) => TargetResult::Rejected {
+                status: answer.status,
+            },
+            Err(WebhookFailure::Timeout) => TargetResult::TimedOut,
+            Err(WebhookFailure::Unreachable) => TargetResult::Unreachable,
+            Err(WebhookFailure::Unavailable) => TargetResult::Unavailable,
+        }
+    }
 }
 
 fn bad_gateway(message: String) -> Error {
@@ -70,17 +156,57 @@ fn bad_gateway(message: String) -> Error {
     }
 }
 
+/// One request to one webhook, tried again once on a server error or no
+/// answer; the last attempt's answer.
+async fn deliver(
+    sender: &dyn WebhookSender,
+    method: WebhookMethod,
+    url: &str,
+    bearer: Option<&str>,
+    payload: &Value,
+) -> std::result::Result<WebhookAnswer, WebhookFailure> {
+    let mut attempt = 1;
+    loop {
+        let answer = sender.send(method, url, bearer, payload).await;
+        let again = match &answer {
+            Ok(answer) => answer.status >= 500,
+            Err(WebhookFailure::Unavailable) => false,
+            Err(_) => true,
+        };
+        if !again || attempt >= WEBHOOK_ATTEMPTS {
+            return answer;
+        }
+        tracing::info!(attempt, "webhook attempt failed; retrying");
+        attempt += 1;
+    }
+}
+
 impl App {
-    /// `POST /v1/job/{id}/events`: relays the body to the job's own webhook
-    /// (the body's copy of the address is not trusted), retrying once on a
-    /// server error or no answer. The webhook's answer comes back, but a
-    /// server error or a 401/403 of the webhook is a bad gateway here: the
-    /// agent would otherwise refresh its token and replay for nothing.
+    /// Whether `url` is on the scheme, host and port of a trusted base URL.
+    fn trusts_webhook(&self, url: &str) -> bool {
+        let Some(target) = origin(url) else {
+            return false;
+        };
+        self.settings
+            .webhook_urls
+            .iter()
+            .any(|base| origin(base).as_ref() == Some(&target))
+    }
+
+    /// `POST /v1/job/{id}/events`: relays the body to each of the job's own
+    /// webhooks (the body's copies of addresses, `job_status_webhook` and
+    /// `job_status_webhooks`, are dropped, never used). `default` webhooks
+    /// get a `PUT` of the body with the `WEBHOOK_AUTH` bearer; Mattermost
+    /// ones a `POST {"text"}` without credentials. Each is retried once on a
+    /// server error or no answer; an untrusted or failing webhook does not
+    /// stop the others. A server error or a 401/403 of a webhook is a bad
+    /// gateway here: the agent would otherwise refresh its token and replay
+    /// for nothing.
     pub async fn relay_events(
         &self,
         job_id: Uuid,
         mut body: Map<String, Value>,
-    ) -> Result<WebhookAnswer> {
+    ) -> Result<RelayAnswer> {
         let Some(job) = self.store.get_job(job_id).await? else {
             return Err(Error::NotFound(format!("Job {job_id} not found.")));
         };
@@ -88,98 +214,147 @@ impl App {
             return Err(Error::invalid_field("events", "Must be a list of events."));
         }
         body.remove("job_status_webhook");
-        let webhook = job
-            .job_data
-            .get("job_status_webhook")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                Error::invalid_field(
-                    "job_status_webhook",
-                    "The job has no job_status_webhook to relay its events to.",
-                )
-            })?;
-        let Some(trusted) = self.settings.webhook_url.as_deref() else {
+        body.remove("job_status_webhooks");
+        let targets = webhooks::job_webhooks(&job.job_data)?.ok_or_else(|| {
+            Error::invalid_field(
+                webhooks::FIELD,
+                "The job has no job_status_webhook to relay its events to.",
+            )
+        })?;
+        if self.settings.webhook_urls.is_empty() {
             return Err(Error::Forbidden(
-                "This server relays no webhooks: its WEBHOOK_URL is not set.".into(),
-            ));
-        };
-        if origin(&webhook).is_none() || origin(&webhook) != origin(trusted) {
-            tracing::warn!(job_id = %job_id, "webhook refused: not on the trusted host");
-            return Err(Error::Forbidden(
-                "The job's webhook is not on the host this server relays to (WEBHOOK_URL).".into(),
+                "This server relays no webhooks: neither WEBHOOK_URL nor WEBHOOK_URLS is set."
+                    .into(),
             ));
         }
-        let Some(sender) = &self.webhooks else {
+        let trusted: Vec<bool> = targets
+            .iter()
+            .map(|t| self.trusts_webhook(&t.url))
+            .collect();
+        if !trusted.contains(&true) {
+            tracing::warn!(job_id = %job_id, "webhook refused: not on a trusted host");
+            return Err(Error::Forbidden(
+                "No webhook of the job is on a host this server relays to (WEBHOOK_URL, WEBHOOK_URLS)."
+                    .into(),
+            ));
+        }
+        let Some(sender) = self.webhooks.as_deref() else {
             return Err(bad_gateway(
                 "This server cannot make HTTPS requests (it has no webhook client).".into(),
             ));
         };
-        let payload = Value::Object(body);
-        let mut last_failure = None;
-        for attempt in 1..=WEBHOOK_ATTEMPTS {
-            let answer = sender
-                .put(&webhook, self.settings.webhook_auth.as_deref(), &payload)
-                .await;
-            match answer {
-                Ok(answer) if answer.status >= 500 && attempt < WEBHOOK_ATTEMPTS => {
-                    last_failure = Some(Err(answer.status));
-                }
-                Ok(mut answer) => {
-                    tracing::info!(job_id = %job_id, status = answer.status, "job events relayed");
-                    if answer.status >= 500 || answer.status == 401 || answer.status == 403 {
-                        return Err(bad_gateway(format!(
-                            "The webhook answered {}.",
-                            answer.status
-                        )));
-                    }
-                    answer.body.truncate(MAX_ANSWER_BYTES);
-                    return Ok(answer);
-                }
-                Err(WebhookFailure::Unavailable) => {
-                    return Err(bad_gateway(
-                        "This server cannot make HTTPS requests (its TLS setup failed); the error has been logged.".into(),
-                    ));
-                }
-                Err(failure) => last_failure = Some(Ok(failure)),
+        if let [only] = targets.as_slice() {
+            if only.kind == WebhookKind::Default {
+                let payload = Value::Object(body);
+                return self.relay_to_one(job_id, sender, &only.url, &payload).await;
             }
-            tracing::info!(job_id = %job_id, attempt, "webhook attempt failed; retrying");
         }
-        Err(match last_failure {
-            Some(Ok(WebhookFailure::Timeout)) => Error::Upstream {
+
+        let events = body
+            .get("events")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let text = mattermost_text(&job_id.to_string(), &job.job_queue, events);
+        let mattermost = json!({ "text": text });
+        let payload = Value::Object(body);
+        let bearer = self.settings.webhook_auth.as_deref();
+        let send = |index: usize, target: &WebhookTarget| {
+            let (method, bearer, payload) = match target.kind {
+                WebhookKind::Default => (WebhookMethod::Put, bearer, &payload),
+                WebhookKind::Mattermost => (WebhookMethod::Post, None, &mattermost),
+            };
+            let url = target.url.clone();
+            let kind = target.kind;
+            let trusted = trusted[index];
+            async move {
+                let result = if trusted {
+                    TargetResult::of(deliver(sender, method, &url, bearer, payload).await)
+                } else {
+                    TargetResult::Untrusted
+                };
+                TargetOutcome {
+                    index,
+                    kind,
+                    result,
+                }
+            }
+        };
+        let outcomes: Vec<TargetOutcome> =
+            futures::future::join_all(targets.iter().enumerate().map(|(i, t)| send(i, t))).await;
+        for outcome in &outcomes {
+            let kind = outcome.kind.as_str();
+            match outcome.result.problem() {
+                None => tracing::info!(
+                    job_id = %job_id, webhook = outcome.index, kind,
+                    status = outcome.result.status(), "job events relayed"
+                ),
+                Some(problem) => tracing::warn!(
+                    job_id = %job_id, webhook = outcome.index, kind, %problem,
+                    "job events not relayed to this webhook"
+                ),
+            }
+        }
+        if outcomes.iter().any(|o| o.result.delivered()) {
+            return Ok(RelayAnswer::Summary(outcomes));
+        }
+        let tried: Vec<&TargetOutcome> = outcomes
+            .iter()
+            .filter(|o| o.result != TargetResult::Untrusted)
+            .collect();
+        let problems: Vec<String> = outcomes
+            .iter()
+            .map(|o| {
+                format!(
+                    "#{} ({}) {}",
+                    o.index,
+                    o.kind.as_str(),
+                    o.result.problem().unwrap_or_default()
+                )
+            })
+            .collect();
+        Err(Error::Upstream {
+            message: format!("No webhook took the events: {}.", problems.join("; ")),
+            timed_out: tried.iter().all(|o| o.result == TargetResult::TimedOut),
+        })
+    }
+
+    /// The relay of a job with one `default` webhook: its answer passes
+    /// back; a server error, a 401/403 or no answer there is a 502 (504
+    /// when it did not answer in time).
+    async fn relay_to_one(
+        &self,
+        job_id: Uuid,
+        sender: &dyn WebhookSender,
+        url: &str,
+        payload: &Value,
+    ) -> Result<RelayAnswer> {
+        let bearer = self.settings.webhook_auth.as_deref();
+        match deliver(sender, WebhookMethod::Put, url, bearer, payload).await {
+            Ok(mut answer) => {
+                tracing::info!(job_id = %job_id, status = answer.status, "job events relayed");
+                if answer.status >= 500 || answer.status == 401 || answer.status == 403 {
+                    return Err(bad_gateway(format!(
+                        "The webhook answered {}.",
+                        answer.status
+                    )));
+                }
+                answer.body.truncate(MAX_ANSWER_BYTES);
+                Ok(RelayAnswer::Passthrough(answer))
+            }
+            Err(WebhookFailure::Unavailable) => Err(bad_gateway(
+                "This server cannot make HTTPS requests (its TLS setup failed); the error has been logged.".into(),
+            )),
+            Err(WebhookFailure::Timeout) => Err(Error::Upstream {
                 message: format!(
                     "The webhook did not answer within {} s ({WEBHOOK_ATTEMPTS} attempts).",
                     WEBHOOK_TIMEOUT.as_secs()
                 ),
                 timed_out: true,
-            },
-            Some(Err(status)) => bad_gateway(format!("The webhook answered {status}.")),
-            _ => bad_gateway(format!(
+            }),
+            Err(WebhookFailure::Unreachable) => Err(bad_gateway(format!(
                 "The webhook could not be reached ({WEBHOOK_ATTEMPTS} attempts)."
-            )),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::origin;
-
-    #[test]
-    fn origins_compare_scheme_host_and_port_with_default_ports() {
-        assert_eq!(
-            origin("https://Hooks.example/x"),
-            origin("https://hooks.example:443/y")
-        );
-        assert_ne!(
-            origin("https://hooks.example/"),
-            origin("http://hooks.example/")
-        );
-        assert_ne!(
-            origin("https://hooks.example/"),
-            origin("https://hooks.example:8443/")
-        );
-        assert_eq!(origin("not a url"), None);
-        assert_eq!(origin("http://127.0.0.1:1\\@localhost:2/hook"), None);
+            ))),
+        }
     }
 }

@@ -42,7 +42,10 @@ use crate::role::{AuthMode, Role};
 use crate::secrets::SecretsKey;
 use crate::store::Store;
 
-pub use events::{WebhookAnswer, WebhookFailure, WebhookSender};
+pub use events::{
+    RelayAnswer, TargetOutcome, TargetResult, WebhookAnswer, WebhookFailure, WebhookMethod,
+    WebhookSender,
+};
 
 /// What the use cases are configured with, fixed at start-up.
 pub struct Settings {
@@ -51,8 +54,9 @@ pub struct Settings {
     /// `None` without `JWT_SIGNING_KEY`: no token is issued or accepted.
     pub token_keys: Option<TokenKeys>,
     pub secrets_key: Option<SecretsKey>,
-    /// The only scheme and host job events may be relayed to.
-    pub webhook_url: Option<String>,
+    /// The base URLs job events may be relayed to (`WEBHOOK_URL` and
+    /// `WEBHOOK_URLS`): only their schemes, hosts and ports count.
+    pub webhook_urls: Vec<String>,
     pub webhook_auth: Option<String>,
     /// Send large blobs straight between clients and the object store
     /// (presigned URLs) instead of through this process: on under Lambda,
@@ -71,7 +75,7 @@ impl Settings {
                 .as_deref()
                 .map(|key| TokenKeys::new(key.as_bytes(), auth.leeway_seconds)),
             secrets_key: auth.secrets_key.clone(),
-            webhook_url: auth.webhook_url.clone(),
+            webhook_urls: auth.trusted_webhook_urls(),
             webhook_auth: auth.webhook_auth.clone(),
             direct_transfers: false,
         }
