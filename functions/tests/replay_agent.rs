@@ -388,6 +388,81 @@ async fn agent_sees_a_cancel_and_its_late_complete_keeps_the_job_cancelled() {
     claim_as(&server, AGENT, &["q"]).await.assert_no_content();
 }
 
+/// The newer agent (upstream after August 2026): it posts no `job_id` of its
+/// own, checks for a cancel with `GET /v1/result/{id}/status` (any non-2xx
+/// meaning "not cancelled"), and the server links it to its job.
+#[tokio::test]
+async fn a_newer_agent_polls_status_for_a_cancel_and_posts_no_job_id() {
+    let server = Server::new().await;
+    start_agent(&server, AGENT, &["q"]).await;
+    let id = server
+        .submit(json!({"job_queue": "q", "test_data": {"test_cmds": "sleep 3600"}}))
+        .await;
+    claim_expecting(&server, AGENT, &["q"], &id).await;
+    let cancelled = |status: &Value| status["job_state"] == json!("cancelled");
+    let status_of = |id: String| {
+        let server = &server;
+        async move { server.get(&format!("/v1/result/{id}/status")).await }
+    };
+    let mut status = serde_json::Map::new();
+    for phase in ["setup", "provision", "test"] {
+        let check = status_of(id.clone()).await;
+        assert_eq!(check.status, StatusCode::OK, "{check:?}");
+        assert!(!cancelled(&check.json()));
+        server.post_result(&id, json!({"job_state": phase})).await;
+        post_agent_data(&server, AGENT, json!({"state": phase, "comment": ""})).await;
+        if phase != "test" {
+            status.insert(phase.into(), json!(0));
+            server
+                .post_result(&id, json!({"status": Value::Object(status.clone())}))
+                .await;
+        }
+    }
+    // The server, not the agent, says which job the agent runs.
+    assert_eq!(get_agent(&server, AGENT).await["job_id"], json!(id));
+    let check = status_of(id.clone()).await.json();
+    assert_eq!(
+        check,
+        json!({"job_state": "test", "setup_status": 0, "provision_status": 0})
+    );
+
+    server
+        .post_json(
+            &format!("/v1/job/{id}/action"),
+            &json!({"action": "cancel"}),
+        )
+        .await
+        .assert_ok_text();
+    // The next poll inside the test phase sees it.
+    assert!(cancelled(&status_of(id.clone()).await.json()));
+    assert_eq!(get_agent(&server, AGENT).await["job_id"], json!(""));
+    status.insert("test".into(), json!(247));
+    server
+        .post_result(
+            &id,
+            json!({"status": Value::Object(status.clone()), "job_state": "complete"}),
+        )
+        .await;
+    post_agent_data(&server, AGENT, json!({"state": "waiting", "comment": ""})).await;
+    assert!(cancelled(&status_of(id.clone()).await.json()));
+    // A status poll for a job that is gone is 204: "not cancelled", go on.
+    status_of(uuid::Uuid::new_v4().to_string())
+        .await
+        .assert_no_content();
+    // The CLI's `job-events` shows what happened.
+    let events = server.get(&format!("/v1/events/job/{id}")).await.ok_json();
+    let names: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"job_submitted"));
+    assert_eq!(names[1], "job_assigned");
+    assert!(names.contains(&"job_cancelled"), "{names:?}");
+    assert!(!names.contains(&"job_completed"), "{names:?}");
+}
+
 #[tokio::test]
 async fn an_excluded_agent_does_not_get_the_job() {
     let server = Server::new().await;
