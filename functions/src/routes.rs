@@ -432,7 +432,13 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 64)
+            // Only a plain token: a caller's text must not forge log fields.
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            })
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))),
     };
