@@ -27,6 +27,10 @@ pub enum Access {
     /// Callers holding one of these roles; anonymous callers hold the roles
     /// their mode gives them.
     Roles(&'static [Role]),
+    /// Callers holding one of these roles, and anonymous callers whose mode
+    /// gives them one; a client identified with another role is refused
+    /// even where an anonymous caller would pass.
+    Only(&'static [Role]),
 }
 
 use Role::{Admin as A, Agent as G, Contributor as C, Manager as M};
@@ -38,6 +42,9 @@ pub const AGENT: Access = Access::Roles(&[G]);
 /// Agent writes that admins and managers may also make (agent state,
 /// advertised queues and images).
 pub const AMG: Access = Access::Roles(&[A, M, G]);
+/// The v2 agent report: the agent's own word, never an admin's or a
+/// manager's (they command a mode instead), whatever the mode.
+pub const AGENT_ONLY: Access = Access::Only(&[G]);
 /// Reads that agents and people both make.
 pub const ANYONE: Access = Access::Roles(&[A, M, C, G]);
 /// Restricted queues and client permissions.
@@ -68,14 +75,20 @@ pub async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Access::Roles(allowed) = access else {
-        return next.run(request).await;
+    let (allowed, only) = match access {
+        Access::Public => return next.run(request).await,
+        Access::Roles(allowed) => (allowed, false),
+        Access::Only(allowed) => (allowed, true),
     };
     let mode = state.app.settings().auth_mode;
     let token = bearer_token(request.headers()).map(str::to_owned);
     let checked = async {
         let caller = state.app.identify(token.as_deref()).await?;
-        permissions::route_access(allowed, &caller, mode)?;
+        if only {
+            permissions::route_access_only(allowed, &caller, mode)?;
+        } else {
+            permissions::route_access(allowed, &caller, mode)?;
+        }
         Ok::<_, testflinger_shared::Error>(caller)
     };
     match checked.await {

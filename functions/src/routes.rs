@@ -17,7 +17,7 @@ use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{authorize, Access, ADMIN, AGENT, AM, AMC, AMG, ANYONE};
+use crate::auth::{authorize, Access, ADMIN, AGENT, AGENT_ONLY, AM, AMC, AMG, ANYONE};
 use crate::handlers::{
     agents, artifacts, clients, events, jobs, logs, meta, oauth, queues, results, secrets,
     statistics,
@@ -135,6 +135,34 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "/v1/agents/data/{name}",
         agents::get_agent,
         ANYONE
+    ),
+    endpoint!(
+        "agents-v2-list",
+        GET,
+        "/v2/agents/data",
+        agents::list_agents_v2,
+        AMC
+    ),
+    endpoint!(
+        "agent-v2-get",
+        GET,
+        "/v2/agents/{name}/data",
+        agents::get_agent_v2,
+        ANYONE
+    ),
+    endpoint!(
+        "agent-v2-post",
+        POST,
+        "/v2/agents/{name}/data",
+        agents::post_agent_data_v2,
+        AGENT_ONLY
+    ),
+    endpoint!(
+        "agent-v2-commanded-mode",
+        PATCH,
+        "/v2/agents/{name}/commanded_mode",
+        agents::command_agent_mode,
+        ADMIN
     ),
     endpoint!(
         "provision-log-post",

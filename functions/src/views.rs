@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
-use testflinger_shared::agents::Agent;
+use testflinger_shared::agents::{
+    Agent, COMMANDED_MODE, COMMANDED_MODE_CHANGED_AT, COMMANDED_MODE_CHANGED_BY, COMMENT, JOB_ID,
+    MODE, MODE_CHANGED_AT, STATE, STATE_CHANGED_AT,
+};
 use testflinger_shared::app::agents::Agents;
 use testflinger_shared::app::events::TargetOutcome;
 use testflinger_shared::app::jobs::Claimed;
@@ -188,6 +191,11 @@ pub fn agent(agent: &Agent, details: bool, restricted: &[RestrictedQueue]) -> Va
     for (key, value) in &agent.fields {
         out.insert(key.clone(), value.clone());
     }
+    // v1 readers see the flat state synthesised from mode and sub-state.
+    match agent.legacy_state() {
+        Some(state) => out.insert(STATE.into(), Value::String(state)),
+        None => out.remove(STATE),
+    };
     out.insert(
         "updated_at".into(),
         Value::String(agent.updated_at.to_rfc3339()),
@@ -196,13 +204,7 @@ pub fn agent(agent: &Agent, details: bool, restricted: &[RestrictedQueue]) -> Va
         out.insert("provision_streak_type".into(), Value::String(kind.clone()));
         out.insert("provision_streak_count".into(), Value::from(*count));
     }
-    let queues = agent.queues();
-    let restricted_to: Map<String, Value> = restricted
-        .iter()
-        .filter(|r| queues.contains(&r.queue.as_str()))
-        .map(|r| (r.queue.clone(), json!(r.owners)))
-        .collect();
-    out.insert("restricted_to".into(), Value::Object(restricted_to));
+    out.insert("restricted_to".into(), restricted_to(agent, restricted));
     if details {
         out.insert("log".into(), json!(agent.log));
         out.insert(
@@ -211,6 +213,60 @@ pub fn agent(agent: &Agent, details: bool, restricted: &[RestrictedQueue]) -> Va
         );
     }
     Value::Object(out)
+}
+
+/// Each of the agent's queues that is restricted, with its owners.
+fn restricted_to(agent: &Agent, restricted: &[RestrictedQueue]) -> Value {
+    let queues = agent.queues();
+    Value::Object(
+        restricted
+            .iter()
+            .filter(|r| queues.contains(&r.queue.as_str()))
+            .map(|r| (r.queue.clone(), json!(r.owners)))
+            .collect(),
+    )
+}
+
+/// The v2 view of an agent (upstream `AgentOutV2`): reported mode and
+/// sub-state, the admin's commanded mode, and the job it runs (or null).
+pub fn agent_v2(agent: &Agent, restricted: &[RestrictedQueue], job: Option<&Job>) -> Value {
+    let field = |name: &str| agent.fields.get(name).cloned().unwrap_or(Value::Null);
+    let job = job.map(|job| {
+        json!({
+            "job_id": job.job_id.to_string(),
+            "job_state": job.state.as_str(),
+            "job_queue": job.job_queue,
+            "created_at": job.created_at.to_rfc3339(),
+            "started_at": job.started_at.map(|t| t.to_rfc3339()),
+            "submitted_by": job.client_id(),
+        })
+    });
+    json!({
+        "name": agent.name,
+        "mode": field(MODE),
+        "mode_changed_at": field(MODE_CHANGED_AT),
+        "commanded_mode": field(COMMANDED_MODE),
+        "commanded_mode_changed_at": field(COMMANDED_MODE_CHANGED_AT),
+        "commanded_mode_changed_by": field(COMMANDED_MODE_CHANGED_BY),
+        "state": field(STATE),
+        "state_changed_at": field(STATE_CHANGED_AT),
+        "job_id": field(JOB_ID),
+        "queues": agent.fields.get("queues").cloned().unwrap_or_else(|| json!([])),
+        "location": field("location"),
+        "provision_type": field("provision_type"),
+        "comment": field(COMMENT),
+        "restricted_to": restricted_to(agent, restricted),
+        "job": job,
+    })
+}
+
+/// Agents in the v2 view.
+pub fn agents_v2(listing: &Agents) -> Vec<Value> {
+    listing
+        .agents
+        .iter()
+        .map(|a| agent_v2(a, &listing.restricted, listing.jobs.get(&a.name)))
+        .collect()
 }
 
 /// Agents listed (without their logs).

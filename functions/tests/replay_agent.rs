@@ -1043,3 +1043,81 @@ async fn multi_device_children_in_open_mode() {
 async fn multi_device_children_in_standard_mode() {
     multi_device_children_run_and_are_cancelled(AuthMode::Standard).await;
 }
+
+// ---------------------------------------------------------------------------
+// Restarts (upstream-2026-09.md §1.4: #1291, #1304)
+
+/// The newest agent's start-up: it reads its data first and re-posts a
+/// stored `offline` or `maintenance` with the stored comment; anything
+/// else (`restart`, `waiting`, a phase, a 404) makes it post `waiting`.
+/// Returns the state it posted.
+async fn agent_start_up(server: &Server, name: &str) -> String {
+    let reply = server.get(&format!("/v1/agents/data/{name}")).await;
+    let (state, comment) = if reply.status == StatusCode::OK {
+        let data = reply.json();
+        match data["state"].as_str() {
+            Some(kept @ ("offline" | "maintenance")) => (
+                kept.to_owned(),
+                data["comment"].as_str().unwrap_or_default().to_owned(),
+            ),
+            _ => ("waiting".to_owned(), String::new()),
+        }
+    } else {
+        assert_eq!(
+            error_message(&reply, StatusCode::NOT_FOUND),
+            format!("Agent '{name}' does not exist.")
+        );
+        ("waiting".to_owned(), String::new())
+    };
+    post_agent_data(server, name, json!({"state": state, "comment": comment})).await;
+    state
+}
+
+#[tokio::test]
+async fn offline_and_maintenance_survive_an_agent_restart_and_restart_does_not() {
+    let server = Server::new().await;
+    let name = "restarting-agent";
+
+    // First start: unknown agent (404), so it posts waiting.
+    assert_eq!(agent_start_up(&server, name).await, "waiting");
+    start_agent(&server, name, &["rq"]).await;
+    let id = server.submit(json!({"job_queue": "rq"})).await;
+
+    // An operator takes it offline; the agent is restarted (a redeploy).
+    post_agent_data(
+        &server,
+        name,
+        json!({"state": "offline", "comment": "bad cable"}),
+    )
+    .await;
+    assert_eq!(agent_start_up(&server, name).await, "offline");
+    let data = get_agent(&server, name).await;
+    assert_eq!(
+        (data["state"].as_str(), data["comment"].as_str()),
+        (Some("offline"), Some("bad cable")),
+        "{data}"
+    );
+
+    // Maintenance survives the same way.
+    post_agent_data(
+        &server,
+        name,
+        json!({"state": "maintenance", "comment": "firmware work"}),
+    )
+    .await;
+    assert_eq!(agent_start_up(&server, name).await, "maintenance");
+    let data = get_agent(&server, name).await;
+    assert_eq!(
+        (data["state"].as_str(), data["comment"].as_str()),
+        (Some("maintenance"), Some("firmware work")),
+        "{data}"
+    );
+
+    // The agent's restart path (#1304): it posts `restart`, which is kept,
+    // and exits; the new agent comes back with `waiting` and takes jobs.
+    post_agent_data(&server, name, json!({"state": "restart", "comment": ""})).await;
+    assert_eq!(get_agent(&server, name).await["state"], json!("restart"));
+    assert_eq!(agent_start_up(&server, name).await, "waiting");
+    assert_eq!(get_agent(&server, name).await["state"], json!("waiting"));
+    claim_expecting(&server, name, &["rq"], &id).await;
+}

@@ -102,7 +102,7 @@ pub const AGENT_LOG_KEEP: usize = 100;
 pub const PROVISION_LOG_KEEP: usize = 100;
 
 /// Fields the server owns on an agent; an agent cannot post them.
-const SERVER_FIELDS: [&str; 8] = [
+const SERVER_FIELDS: [&str; 15] = [
     "_id",
     "submitted_by",
     "name",
@@ -111,15 +111,186 @@ const SERVER_FIELDS: [&str; 8] = [
     "provision_log",
     "provision_streak_type",
     "provision_streak_count",
+    MODE_CHANGED_AT,
+    MODE_CHANGED_BY,
+    STATE_CHANGED_AT,
+    STATE_CHANGED_BY,
+    COMMANDED_MODE,
+    COMMANDED_MODE_CHANGED_AT,
+    COMMANDED_MODE_CHANGED_BY,
 ];
 
-/// A validated `POST /v1/agents/data/{name}`.
+/// The agent's reported mode, its sub-state, and the admin's command.
+pub const MODE: &str = "mode";
+pub const STATE: &str = "state";
+pub const COMMENT: &str = "comment";
+pub const COMMANDED_MODE: &str = "commanded_mode";
+pub const MODE_CHANGED_AT: &str = "mode_changed_at";
+pub const MODE_CHANGED_BY: &str = "mode_changed_by";
+pub const STATE_CHANGED_AT: &str = "state_changed_at";
+pub const STATE_CHANGED_BY: &str = "state_changed_by";
+pub const COMMANDED_MODE_CHANGED_AT: &str = "commanded_mode_changed_at";
+pub const COMMANDED_MODE_CHANGED_BY: &str = "commanded_mode_changed_by";
+
+/// The stamped fields: each with the `*_changed_at` and `*_changed_by`
+/// written when it changes.
+const STAMPED: [(&str, &str, &str); 3] = [
+    (MODE, MODE_CHANGED_AT, MODE_CHANGED_BY),
+    (STATE, STATE_CHANGED_AT, STATE_CHANGED_BY),
+    (
+        COMMANDED_MODE,
+        COMMANDED_MODE_CHANGED_AT,
+        COMMANDED_MODE_CHANGED_BY,
+    ),
+];
+
+/// An agent's mode (upstream `AgentMode`, #1311): reported by the agent,
+/// or commanded by an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMode {
+    Online,
+    Maintenance,
+    Offline,
+    Restart,
+}
+
+impl AgentMode {
+    pub const ALL: [AgentMode; 4] = [
+        AgentMode::Online,
+        AgentMode::Maintenance,
+        AgentMode::Offline,
+        AgentMode::Restart,
+    ];
+
+    pub fn parse(text: &str) -> Option<AgentMode> {
+        AgentMode::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentMode::Online => "online",
+            AgentMode::Maintenance => "maintenance",
+            AgentMode::Offline => "offline",
+            AgentMode::Restart => "restart",
+        }
+    }
+
+    /// `offline` and `restart` have no sub-state.
+    pub fn takes_state(self) -> bool {
+        matches!(self, AgentMode::Online | AgentMode::Maintenance)
+    }
+
+    /// A commanded mode that stops the agent's claims.
+    pub fn drains(self) -> bool {
+        matches!(self, AgentMode::Maintenance | AgentMode::Offline)
+    }
+}
+
+const MODE_PROBLEM: &str = "Must be one of: online, maintenance, offline, restart.";
+
+/// The sub-states an agent may report through v2 (upstream `AgentState`
+/// without `unknown` and without the legacy mode names).
+pub const AGENT_STATES: [&str; 8] = [
+    "waiting",
+    "setup",
+    "provision",
+    "firmware_update",
+    "test",
+    "allocate",
+    "reserve",
+    "cleanup",
+];
+
+/// A v1 flat `state` as mode and sub-state (upstream #1312).
+pub fn fold_legacy_state(state: &str) -> (AgentMode, Option<&str>) {
+    match state {
+        "offline" => (AgentMode::Offline, None),
+        "restart" => (AgentMode::Restart, None),
+        "maintenance" => (AgentMode::Maintenance, Some("waiting")),
+        "unknown" => (AgentMode::Online, None),
+        other => (AgentMode::Online, Some(other)),
+    }
+}
+
+/// The flat `state` a v1 reader sees: the mode's name, or for an online
+/// agent its sub-state (`waiting` when it has none). A record without a
+/// mode (written before modes) shows its stored state as it is.
+pub fn legacy_state(mode: Option<&str>, state: Option<&str>) -> Option<String> {
+    match mode.and_then(AgentMode::parse) {
+        Some(AgentMode::Online) => Some(state.unwrap_or("waiting").to_owned()),
+        Some(other) => Some(other.as_str().to_owned()),
+        None => state.map(str::to_owned),
+    }
+}
+
+/// A validated change to an agent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AgentUpdate {
-    /// Fields set as given (`state`, `queues`, `location`, `comment`, ...).
+    /// Fields set as given (`mode`, `state`, `queues`, `location`, `comment`, ...).
     pub fields: Map<String, Value>,
     /// Lines appended to the agent's log (the last [`AGENT_LOG_KEEP`] kept).
     pub log: Vec<String>,
+    /// Fields removed (`state` when the mode takes none).
+    pub unset: Vec<String>,
+    /// Who made the change, written as `*_changed_by`; `None` for an
+    /// agent's own report (upstream stamps no `_by` then).
+    pub by: Option<String>,
+}
+
+/// What a store writes for an update: the fields to set and to remove.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentChanges {
+    pub set: Map<String, Value>,
+    pub unset: Vec<String>,
+}
+
+impl AgentUpdate {
+    /// The writes for this update on the agent's current fields (`None`:
+    /// a new agent): the update's own, plus `*_changed_at`/`*_changed_by`
+    /// for each of mode, state and commanded mode whose value changes (a
+    /// re-post of the same value stamps nothing). Both stores call this.
+    pub fn changes(&self, current: Option<&Map<String, Value>>, now: Timestamp) -> AgentChanges {
+        let mut set = self.fields.clone();
+        let mut unset: Vec<String> = self
+            .unset
+            .iter()
+            .filter(|f| !set.contains_key(*f))
+            .cloned()
+            .collect();
+        for (field, at, by) in STAMPED {
+            let after = if let Some(value) = self.fields.get(field) {
+                Some(value)
+            } else if self.unset.iter().any(|f| f == field) {
+                None
+            } else {
+                continue;
+            };
+            let before = current.and_then(|c| c.get(field));
+            if before == after {
+                continue;
+            }
+            set.insert(at.into(), Value::String(now.to_rfc3339()));
+            match &self.by {
+                Some(client) => {
+                    set.insert(by.into(), Value::String(client.clone()));
+                }
+                None => unset.push(by.into()),
+            }
+        }
+        // Nothing to remove that is not there.
+        unset.retain(|f| current.is_some_and(|c| c.contains_key(f)));
+        AgentChanges { set, unset }
+    }
+}
+
+impl AgentChanges {
+    /// Applies the writes to a stored agent's fields.
+    pub fn apply(&self, fields: &mut Map<String, Value>) {
+        for field in &self.unset {
+            fields.remove(field);
+        }
+        fields.extend(self.set.clone());
+    }
 }
 
 /// Agent names go into paths and cookies: printable, no `;`, `,`, `/` or spaces.
@@ -178,8 +349,143 @@ pub fn validate_agent_update(mut body: Map<String, Value>) -> Result<AgentUpdate
             errors.add(field, "This field is set by the server.");
         }
     }
+    let mode = match body.remove(MODE) {
+        None => None,
+        Some(Value::String(m)) if AgentMode::parse(&m).is_some() => AgentMode::parse(&m),
+        Some(_) => {
+            errors.add(MODE, MODE_PROBLEM);
+            None
+        }
+    };
     errors.into_result()?;
-    Ok(AgentUpdate { fields: body, log })
+    let mut update = AgentUpdate {
+        fields: body,
+        log,
+        ..AgentUpdate::default()
+    };
+    // The legacy flat `state` folded into mode + sub-state; an explicit
+    // `mode` wins over the mode the state implies.
+    let posted_state = update
+        .fields
+        .remove(STATE)
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let folded = posted_state.as_deref().map(fold_legacy_state);
+    let mode = mode.or(folded.map(|(m, _)| m));
+    if let Some(mode) = mode {
+        update.fields.insert(MODE.into(), mode.as_str().into());
+    }
+    let sub_state = folded.and_then(|(_, s)| s);
+    match (mode, sub_state) {
+        (Some(m), _) if !m.takes_state() => update.unset.push(STATE.into()),
+        (_, Some(s)) => {
+            update.fields.insert(STATE.into(), s.into());
+        }
+        (_, None) if posted_state.is_some() => update.unset.push(STATE.into()),
+        _ => {}
+    }
+    Ok(update)
+}
+
+/// A validated `POST /v2/agents/{name}/data`: only the agent's own fields,
+/// `mode` one of the modes and `state` one of [`AGENT_STATES`]; a mode
+/// without sub-state (`offline`, `restart`) refuses a state (400) and
+/// removes the stored one.
+pub fn validate_agent_update_v2(mut body: Map<String, Value>) -> Result<AgentUpdate> {
+    let mut errors = FieldErrors::new();
+    for (field, value) in &body {
+        let ok = match field.as_str() {
+            "identifier" | "job_id" | "location" | "provision_type" => value.is_string(),
+            "log" | "queues" => value
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_string)),
+            MODE => value.as_str().and_then(AgentMode::parse).is_some(),
+            STATE => value.as_str().is_some_and(|s| AGENT_STATES.contains(&s)),
+            _ => {
+                errors.add(field.clone(), "Unknown field.");
+                continue;
+            }
+        };
+        if !ok {
+            let problem = match field.as_str() {
+                "log" | "queues" => "Must be a list of strings.".to_owned(),
+                MODE => MODE_PROBLEM.to_owned(),
+                STATE => format!("Must be one of: {}.", AGENT_STATES.join(", ")),
+                _ => "Not a valid string.".to_owned(),
+            };
+            errors.add(field.clone(), problem);
+        }
+    }
+    errors.into_result()?;
+    let mode = body
+        .get(MODE)
+        .and_then(Value::as_str)
+        .and_then(AgentMode::parse);
+    if let Some(mode) = mode.filter(|m| !m.takes_state()) {
+        if body.contains_key(STATE) {
+            return Err(crate::Error::BadRequest(format!(
+                "mode={} does not take a state",
+                mode.as_str()
+            )));
+        }
+    }
+    let log = match body.remove("log") {
+        Some(Value::Array(lines)) => lines
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut update = AgentUpdate {
+        fields: body,
+        log,
+        ..AgentUpdate::default()
+    };
+    if mode.is_some_and(|m| !m.takes_state()) {
+        update.unset.push(STATE.into());
+    }
+    Ok(update)
+}
+
+/// A validated `PATCH /v2/agents/{name}/commanded_mode`:
+/// `{"commanded_mode" (required), "comment"? (default "", which clears)}`.
+pub fn validate_commanded_mode(body: &Map<String, Value>) -> Result<AgentUpdate> {
+    let mut errors = FieldErrors::new();
+    let mode = match body.get(COMMANDED_MODE) {
+        None => {
+            errors.add(COMMANDED_MODE, "Missing data for required field.");
+            None
+        }
+        Some(value) => {
+            let mode = value.as_str().and_then(AgentMode::parse);
+            if mode.is_none() {
+                errors.add(COMMANDED_MODE, MODE_PROBLEM);
+            }
+            mode
+        }
+    };
+    let comment = match body.get(COMMENT) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(c)) => c.clone(),
+        Some(_) => {
+            errors.add(COMMENT, "Not a valid string.");
+            String::new()
+        }
+    };
+    for field in body.keys() {
+        if field != COMMANDED_MODE && field != COMMENT {
+            errors.add(field.clone(), "Unknown field.");
+        }
+    }
+    errors.into_result()?;
+    let mut fields = Map::new();
+    if let Some(mode) = mode {
+        fields.insert(COMMANDED_MODE.into(), mode.as_str().into());
+    }
+    fields.insert(COMMENT.into(), Value::String(comment));
+    Ok(AgentUpdate {
+        fields,
+        ..AgentUpdate::default()
+    })
 }
 
 /// One `POST /v1/agents/provision_logs/{name}` entry.
@@ -301,6 +607,36 @@ impl Agent {
         true
     }
 
+    /// The flat `state` v1 readers see ([`legacy_state`]).
+    pub fn legacy_state(&self) -> Option<String> {
+        legacy_state(
+            self.fields.get(MODE).and_then(Value::as_str),
+            self.fields.get(STATE).and_then(Value::as_str),
+        )
+    }
+
+    /// The mode an admin commanded, if any.
+    pub fn commanded_mode(&self) -> Option<AgentMode> {
+        self.fields
+            .get(COMMANDED_MODE)
+            .and_then(Value::as_str)
+            .and_then(AgentMode::parse)
+    }
+
+    /// An agent commanded into maintenance or offline gets no new job
+    /// (its running job, if any, finishes normally).
+    pub fn is_drained(&self) -> bool {
+        self.commanded_mode().is_some_and(AgentMode::drains)
+    }
+
+    /// The job the agent runs, if any.
+    pub fn job_id(&self) -> Option<&str> {
+        self.fields
+            .get(JOB_ID)
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+    }
+
     /// The queues the agent lists.
     pub fn queues(&self) -> Vec<&str> {
         self.fields
@@ -346,6 +682,146 @@ mod agent_tests {
         assert_eq!(
             fields.fields().collect::<Vec<_>>(),
             ["log", "queues", "state", "updated_at"]
+        );
+    }
+
+    fn update(body: Value) -> AgentUpdate {
+        validate_agent_update(body.as_object().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn legacy_states_fold_into_mode_and_sub_state() {
+        for (posted, mode, state) in [
+            ("offline", "offline", None),
+            ("restart", "restart", None),
+            ("maintenance", "maintenance", Some("waiting")),
+            ("unknown", "online", None),
+            ("waiting", "online", Some("waiting")),
+            ("provision", "online", Some("provision")),
+        ] {
+            let u = update(json!({"state": posted}));
+            assert_eq!(u.fields[MODE], json!(mode), "{posted}");
+            assert_eq!(
+                u.fields.get(STATE).and_then(Value::as_str),
+                state,
+                "{posted}"
+            );
+            assert_eq!(
+                u.unset.contains(&STATE.to_owned()),
+                state.is_none(),
+                "{posted}"
+            );
+        }
+        // An explicit mode wins; offline and restart drop the sub-state.
+        let u = update(json!({"mode": "maintenance", "state": "offline"}));
+        assert_eq!(u.fields[MODE], json!("maintenance"));
+        let u = update(json!({"mode": "offline", "state": "waiting"}));
+        assert_eq!(
+            (u.fields[MODE].clone(), u.unset.clone()),
+            (json!("offline"), vec![STATE.to_owned()])
+        );
+        let u = update(json!({"mode": "online"}));
+        assert!(!u.fields.contains_key(STATE) && u.unset.is_empty());
+        let u = update(json!({"location": "lab"}));
+        assert!(!u.fields.contains_key(MODE) && !u.fields.contains_key(STATE));
+        for bad in [
+            json!({"mode": "sleeping"}),
+            json!({"mode": 1}),
+            json!({"mode_changed_at": "x"}),
+        ] {
+            assert!(
+                validate_agent_update(bad.as_object().unwrap().clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn v1_readers_see_a_legacy_state() {
+        assert_eq!(
+            legacy_state(Some("offline"), None).as_deref(),
+            Some("offline")
+        );
+        assert_eq!(
+            legacy_state(Some("restart"), None).as_deref(),
+            Some("restart")
+        );
+        assert_eq!(
+            legacy_state(Some("maintenance"), Some("waiting")).as_deref(),
+            Some("maintenance")
+        );
+        assert_eq!(
+            legacy_state(Some("online"), Some("test")).as_deref(),
+            Some("test")
+        );
+        assert_eq!(
+            legacy_state(Some("online"), None).as_deref(),
+            Some("waiting")
+        );
+        assert_eq!(
+            legacy_state(None, Some("offline")).as_deref(),
+            Some("offline")
+        );
+        assert_eq!(legacy_state(None, None), None);
+    }
+
+    #[test]
+    fn changes_stamp_only_what_changed() {
+        let now = Timestamp::from_millis(1_000);
+        let mut u = update(json!({"state": "waiting"}));
+        u.by = Some("admin1".into());
+        let first = u.changes(None, now);
+        assert_eq!(first.set[MODE_CHANGED_BY], json!("admin1"));
+        assert_eq!(first.set[STATE_CHANGED_AT], json!(now.to_rfc3339()));
+        let mut fields = Map::new();
+        first.apply(&mut fields);
+        // The same values again: nothing stamped.
+        let again = u.changes(Some(&fields), Timestamp::from_millis(2_000));
+        assert!(
+            !again.set.contains_key(MODE_CHANGED_AT) && !again.set.contains_key(STATE_CHANGED_AT)
+        );
+        // An agent's report moves the mode: stamped, with no `_by`.
+        let offline = update(json!({"state": "offline"})).changes(Some(&fields), now);
+        assert!(
+            offline.set.contains_key(MODE_CHANGED_AT) && offline.set.contains_key(STATE_CHANGED_AT)
+        );
+        assert!(
+            offline.unset.contains(&STATE.to_owned())
+                && offline.unset.contains(&MODE_CHANGED_BY.to_owned())
+        );
+        offline.apply(&mut fields);
+        assert!(!fields.contains_key(STATE) && !fields.contains_key(MODE_CHANGED_BY));
+    }
+
+    #[test]
+    fn v2_posts_and_commands_are_checked() {
+        let ok = |b: Value| validate_agent_update_v2(b.as_object().unwrap().clone());
+        let u = ok(json!({"mode": "online", "state": "provision", "log": ["x"], "queues": ["q"]}))
+            .unwrap();
+        assert_eq!(
+            (u.fields[STATE].clone(), u.log.clone()),
+            (json!("provision"), vec!["x".to_owned()])
+        );
+        assert_eq!(ok(json!({"mode": "restart"})).unwrap().unset, [STATE]);
+        let Err(crate::Error::BadRequest(m)) = ok(json!({"mode": "offline", "state": "waiting"}))
+        else {
+            panic!()
+        };
+        assert_eq!(m, "mode=offline does not take a state");
+        for bad in [
+            json!({"state": "unknown"}),
+            json!({"mode": "x"}),
+            json!({"firmware": "1"}),
+        ] {
+            assert!(matches!(ok(bad), Err(crate::Error::Validation { .. })));
+        }
+        let c = validate_commanded_mode(json!({"commanded_mode": "offline"}).as_object().unwrap())
+            .unwrap();
+        assert_eq!(c.fields[COMMENT], json!(""));
+        assert!(validate_commanded_mode(json!({}).as_object().unwrap()).is_err());
+        assert!(
+            validate_commanded_mode(json!({"commanded_mode": "gone"}).as_object().unwrap())
+                .is_err()
         );
     }
 

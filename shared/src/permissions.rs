@@ -31,6 +31,23 @@ pub fn route_access(allowed: &[Role], caller: &Caller, mode: AuthMode) -> Result
     })
 }
 
+/// As [`route_access`], but an identified client must itself hold one of
+/// the roles: the roles anonymous callers get in the mode do not extend to
+/// it (the v2 agent report: admins and managers get 403 even in `open`).
+pub fn route_access_only(allowed: &[Role], caller: &Caller, mode: AuthMode) -> Result<()> {
+    match caller.role() {
+        Some(role) if !allowed.contains(&role) => {
+            let roles: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            Err(Error::Forbidden(format!(
+                "Client '{}' may not do this: it needs the role {}.",
+                caller.client_id().unwrap_or_default(),
+                roles.join(" or ")
+            )))
+        }
+        _ => route_access(allowed, caller, mode),
+    }
+}
+
 /// The caller's client, or 401 naming what needed one.
 pub fn require_client<'a>(caller: &'a Caller, what: &str) -> Result<&'a Client> {
     caller.client.as_ref().ok_or_else(|| {
@@ -194,6 +211,27 @@ mod tests {
     use super::*;
     use crate::clients::validate_client_update;
     use serde_json::json;
+
+    #[test]
+    fn only_routes_refuse_identified_clients_of_other_roles_in_every_mode() {
+        let agent_only = [Role::Agent];
+        for mode in [AuthMode::Open, AuthMode::Standard, AuthMode::Strict] {
+            assert!(route_access_only(&agent_only, &caller("g", Role::Agent), mode).is_ok());
+            for role in [Role::Admin, Role::Manager, Role::Contributor] {
+                assert!(matches!(
+                    route_access_only(&agent_only, &caller("x", role), mode),
+                    Err(Error::Forbidden(_))
+                ));
+            }
+        }
+        assert!(route_access_only(&agent_only, &Caller::anonymous(), AuthMode::Open).is_ok());
+        assert!(matches!(
+            route_access_only(&agent_only, &Caller::anonymous(), AuthMode::Standard),
+            Err(Error::Unauthorized(_))
+        ));
+        // Plain routes let open mode's anonymous roles extend to everyone.
+        assert!(route_access(&agent_only, &caller("a", Role::Admin), AuthMode::Open).is_ok());
+    }
 
     fn caller(id: &str, role: Role) -> Caller {
         Caller {

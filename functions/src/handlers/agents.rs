@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use testflinger_shared::Timestamp;
 
 use super::ok_text;
+use crate::auth::CallerOf;
 use crate::error::ApiResult;
 use crate::extract::{JsonObject, Segment};
 use crate::{views, AppState};
@@ -51,19 +52,67 @@ pub async fn get_images(
 /// `agent_name` cookie that the claim reads.
 pub async fn post_agent_data(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     Segment(name): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     state
         .app
-        .post_agent_data(&name, body, Timestamp::now())
+        .post_agent_data(&caller, &name, body, Timestamp::now())
         .await?;
+    Ok(agent_cookie(&name))
+}
+
+/// `{"status": "OK"}` with the `agent_name` cookie.
+fn agent_cookie(name: &str) -> Response {
     let cookie = format!("agent_name={name}; HttpOnly; Path=/; SameSite=Strict");
-    Ok((
+    (
         [(header::SET_COOKIE, cookie)],
         Json(json!({"status": "OK"})),
     )
-        .into_response())
+        .into_response()
+}
+
+/// `POST /v2/agents/{name}/data`: the agent's report; the same cookie.
+pub async fn post_agent_data_v2(
+    State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
+    Segment(name): Segment,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    state
+        .app
+        .post_agent_data_v2(&caller, &name, body, Timestamp::now())
+        .await?;
+    Ok(agent_cookie(&name))
+}
+
+/// `PATCH /v2/agents/{name}/commanded_mode`
+pub async fn command_agent_mode(
+    State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
+    Segment(name): Segment,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    state
+        .app
+        .command_agent_mode(&caller, &name, &body, Timestamp::now())
+        .await?;
+    Ok(Json(json!({"status": "OK"})))
+}
+
+/// `GET /v2/agents/data`
+pub async fn list_agents_v2(State(state): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(views::agents_v2(&state.app.list_agents_v2().await?)))
+}
+
+/// `GET /v2/agents/{name}/data`
+pub async fn get_agent_v2(
+    State(state): State<AppState>,
+    Segment(name): Segment,
+) -> ApiResult<Json<Value>> {
+    let listing = state.app.get_agent_v2(&name).await?;
+    Ok(Json(views::agents_v2(&listing).remove(0)))
 }
 
 /// `GET /v1/agents/data`: every agent, without its logs.

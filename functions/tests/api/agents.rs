@@ -2,9 +2,9 @@
 //! logs, the queues and images agents advertise, and the owners of the
 //! restricted queues an agent serves.
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use serde_json::json;
-use testflinger_shared::role::Role;
+use testflinger_shared::role::{AuthMode, Role};
 
 use crate::common::*;
 use crate::support::*;
@@ -219,4 +219,376 @@ async fn images_with_bad_shapes_are_422() {
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(server.get("/v1/agents/images/q").await.ok_json(), json!({}));
+}
+
+// ---------------------------------------------------------------- modes (upstream #1312, v2)
+
+#[tokio::test]
+async fn legacy_states_fold_into_modes_and_v1_reads_synthesise_the_state() {
+    let server = Server::new().await;
+    for (posted, mode, state, legacy) in [
+        ("offline", "offline", None, "offline"),
+        ("restart", "restart", None, "restart"),
+        ("maintenance", "maintenance", Some("waiting"), "maintenance"),
+        ("unknown", "online", None, "waiting"),
+        ("waiting", "online", Some("waiting"), "waiting"),
+        ("provision", "online", Some("provision"), "provision"),
+    ] {
+        let name = format!("fold-{posted}");
+        let reply = server
+            .post_json(
+                &format!("/v1/agents/data/{name}"),
+                &json!({"state": posted, "queues": ["fq"]}),
+            )
+            .await;
+        assert_eq!(reply.ok_json(), json!({"status": "OK"}));
+        let v2 = server
+            .get(&format!("/v2/agents/{name}/data"))
+            .await
+            .ok_json();
+        assert_eq!(v2["mode"], json!(mode), "{posted}: {v2}");
+        assert_eq!(v2["state"].as_str(), state, "{posted}: {v2}");
+        assert!(is_rfc3339_utc(v2["mode_changed_at"].as_str().unwrap()));
+        // Every v1 read shows the synthesised flat state.
+        let one = server
+            .get(&format!("/v1/agents/data/{name}"))
+            .await
+            .ok_json();
+        assert_eq!(one["state"], json!(legacy), "{posted}: {one}");
+        assert_eq!(one["mode"], json!(mode));
+        for list in ["/v1/agents/data", "/v1/queues/fq/agents"] {
+            let listed = server.get(list).await.ok_json();
+            let mine = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == json!(name))
+                .unwrap_or_else(|| panic!("{list}: {listed}"));
+            assert_eq!(mine["state"], json!(legacy), "{list} {posted}");
+        }
+    }
+    // An explicit mode wins over the flat state; an invalid one is a 422.
+    let reply = server
+        .post_json(
+            "/v1/agents/data/fold-waiting",
+            &json!({"mode": "maintenance", "comment": "bench"}),
+        )
+        .await;
+    assert_eq!(reply.ok_json(), json!({"status": "OK"}));
+    let one = server.get("/v1/agents/data/fold-waiting").await.ok_json();
+    assert_eq!(
+        (one["state"].clone(), one["comment"].clone()),
+        (json!("maintenance"), json!("bench"))
+    );
+    server
+        .post_json("/v1/agents/data/fold-waiting", &json!({"mode": "asleep"}))
+        .await
+        .assert_invalid_fields(&["mode"]);
+    server
+        .post_json(
+            "/v1/agents/data/fold-waiting",
+            &json!({"mode_changed_at": "x"}),
+        )
+        .await
+        .assert_invalid_fields(&["mode_changed_at"]);
+}
+
+#[tokio::test]
+async fn mode_changes_are_stamped_with_the_posting_client_but_not_for_agents() {
+    let server = standard().await;
+    let admin = admin_token(&server).await;
+    let agent = agent_token(&server).await;
+    let post = |token: String, body: serde_json::Value| {
+        let server = &server;
+        async move {
+            let reply = server
+                .call(
+                    Method::POST,
+                    "/v1/agents/data/stamped",
+                    Some(&token),
+                    Some(&body),
+                )
+                .await;
+            assert_eq!(reply.ok_json(), json!({"status": "OK"}), "{reply:?}");
+        }
+    };
+    post(agent.clone(), json!({"state": "waiting"})).await;
+    post(
+        admin.clone(),
+        json!({"mode": "offline", "comment": "rack move"}),
+    )
+    .await;
+    let v1 = server.get("/v1/agents/data/stamped").await.ok_json();
+    assert_eq!(v1["mode_changed_by"], json!("admin"));
+    assert_eq!(v1["state"], json!("offline"));
+    let stamped_at = v1["mode_changed_at"].clone();
+    // The same mode again: not restamped.
+    post(admin.clone(), json!({"state": "offline"})).await;
+    let v1 = server.get("/v1/agents/data/stamped").await.ok_json();
+    assert_eq!(v1["mode_changed_at"], stamped_at);
+    post(agent.clone(), json!({"state": "waiting"})).await;
+    let v1 = server.get("/v1/agents/data/stamped").await.ok_json();
+    assert!(v1.get("mode_changed_by").is_none(), "{v1}");
+    assert_eq!(v1["state"], json!("waiting"));
+}
+
+#[tokio::test]
+async fn v2_agent_endpoints_check_roles_and_bodies() {
+    let server = standard().await;
+    let admin = admin_token(&server).await;
+    let manager = manager_token(&server).await;
+    let agent = agent_token(&server).await;
+    let contributor = server
+        .client_token("contrib", Role::Contributor, |_| {})
+        .await;
+    let post_v2 = |token: &str, name: &str, body: serde_json::Value| {
+        let (token, name) = (token.to_owned(), name.to_owned());
+        let server = &server;
+        async move {
+            server
+                .call(
+                    Method::POST,
+                    &format!("/v2/agents/{name}/data"),
+                    Some(&token),
+                    Some(&body),
+                )
+                .await
+        }
+    };
+
+    // Only agents report through v2.
+    let reply = post_v2(
+        &agent,
+        "v2-dev",
+        json!({
+            "mode": "online", "state": "waiting", "queues": ["v2q"], "location": "lab",
+            "provision_type": "noprovision", "identifier": "s-1", "log": ["up"],
+        }),
+    )
+    .await;
+    assert_eq!(reply.ok_json(), json!({"status": "OK"}), "{reply:?}");
+    assert_eq!(
+        reply.headers["set-cookie"],
+        "agent_name=v2-dev; HttpOnly; Path=/; SameSite=Strict"
+    );
+    for token in [&admin, &manager, &contributor] {
+        post_v2(token, "v2-dev", json!({"mode": "offline"}))
+            .await
+            .assert_error(StatusCode::FORBIDDEN);
+    }
+    let reply = post_v2(
+        &agent,
+        "v2-dev",
+        json!({"mode": "offline", "state": "waiting"}),
+    )
+    .await;
+    assert_eq!(
+        reply.assert_error(StatusCode::BAD_REQUEST)["message"],
+        json!("mode=offline does not take a state")
+    );
+    post_v2(&agent, "v2-dev", json!({"state": "unknown"}))
+        .await
+        .assert_invalid_fields(&["state"]);
+    post_v2(&agent, "v2-dev", json!({"mode": "away"}))
+        .await
+        .assert_invalid_fields(&["mode"]);
+
+    // Reads: the list for people, one agent for everyone.
+    let get = |token: &str, uri: &str| {
+        let (token, uri) = (token.to_owned(), uri.to_owned());
+        let server = &server;
+        async move { server.call(Method::GET, &uri, Some(&token), None).await }
+    };
+    let listed = get(&contributor, "/v2/agents/data").await.ok_json();
+    assert_eq!(listed[0]["name"], json!("v2-dev"));
+    assert_eq!(listed[0]["mode"], json!("online"));
+    assert_eq!(listed[0]["job"], json!(null));
+    // Even in open mode, where anonymous callers act as agents, an admin's
+    // own token may not report for an agent.
+    let open = Server::with_auth(AuthMode::Open).await;
+    let open_admin = admin_token(&open).await;
+    open.call(
+        Method::POST,
+        "/v2/agents/o/data",
+        Some(&open_admin),
+        Some(&json!({"mode": "online"})),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN);
+    let reply = open
+        .call(
+            Method::POST,
+            "/v2/agents/o/data",
+            None,
+            Some(&json!({"mode": "online"})),
+        )
+        .await;
+    assert_eq!(reply.ok_json(), json!({"status": "OK"}));
+    // (Standard mode lets anonymous callers, hence everyone, read it.)
+    let strict = Server::with_auth(AuthMode::Strict).await;
+    let strict_agent = agent_token(&strict).await;
+    strict
+        .call(Method::GET, "/v2/agents/data", Some(&strict_agent), None)
+        .await
+        .assert_error(StatusCode::FORBIDDEN);
+    let one = get(&agent, "/v2/agents/v2-dev/data").await.ok_json();
+    for key in [
+        "name",
+        "mode",
+        "mode_changed_at",
+        "commanded_mode",
+        "commanded_mode_changed_at",
+        "commanded_mode_changed_by",
+        "state",
+        "state_changed_at",
+        "job_id",
+        "queues",
+        "location",
+        "provision_type",
+        "comment",
+        "restricted_to",
+        "job",
+    ] {
+        assert!(one.get(key).is_some(), "{key} missing: {one}");
+    }
+    assert_eq!(
+        (one["state"].clone(), one["queues"].clone()),
+        (json!("waiting"), json!(["v2q"]))
+    );
+    get(&agent, "/v2/agents/ghost/data")
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+
+    // Moving to offline unsets the state.
+    let reply = post_v2(&agent, "v2-dev", json!({"mode": "offline"})).await;
+    assert_eq!(reply.ok_json(), json!({"status": "OK"}));
+    let one = get(&agent, "/v2/agents/v2-dev/data").await.ok_json();
+    assert_eq!(
+        (one["mode"].clone(), one["state"].clone()),
+        (json!("offline"), json!(null))
+    );
+
+    // The admin's command.
+    let patch = |token: &str, name: &str, body: serde_json::Value| {
+        let (token, name) = (token.to_owned(), name.to_owned());
+        let server = &server;
+        async move {
+            server
+                .call(
+                    Method::PATCH,
+                    &format!("/v2/agents/{name}/commanded_mode"),
+                    Some(&token),
+                    Some(&body),
+                )
+                .await
+        }
+    };
+    for token in [&manager, &agent, &contributor] {
+        patch(token, "v2-dev", json!({"commanded_mode": "offline"}))
+            .await
+            .assert_error(StatusCode::FORBIDDEN);
+    }
+    patch(&admin, "ghost", json!({"commanded_mode": "offline"}))
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    get(&admin, "/v2/agents/ghost/data")
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    patch(&admin, "v2-dev", json!({"comment": "x"}))
+        .await
+        .assert_invalid_fields(&["commanded_mode"]);
+    patch(&admin, "v2-dev", json!({"commanded_mode": "sleep"}))
+        .await
+        .assert_invalid_fields(&["commanded_mode"]);
+    let reply = patch(
+        &admin,
+        "v2-dev",
+        json!({"commanded_mode": "maintenance", "comment": "swap"}),
+    )
+    .await;
+    assert_eq!(reply.ok_json(), json!({"status": "OK"}));
+    let one = get(&admin, "/v2/agents/v2-dev/data").await.ok_json();
+    assert_eq!(one["commanded_mode"], json!("maintenance"));
+    assert_eq!(one["commanded_mode_changed_by"], json!("admin"));
+    assert_eq!(one["comment"], json!("swap"));
+    let at = one["commanded_mode_changed_at"].clone();
+    assert!(is_rfc3339_utc(at.as_str().unwrap()));
+    patch(&admin, "v2-dev", json!({"commanded_mode": "maintenance"}))
+        .await
+        .ok_json();
+    let one = get(&admin, "/v2/agents/v2-dev/data").await.ok_json();
+    assert_eq!(one["commanded_mode_changed_at"], at, "not restamped");
+    assert_eq!(one["comment"], json!(""), "no comment clears it");
+}
+
+#[tokio::test]
+async fn a_commanded_drain_stops_claims_while_others_still_claim() {
+    let server = standard().await;
+    let admin = admin_token(&server).await;
+    let agent = agent_token(&server).await;
+    serve_queues(&server, &agent, "drained", &["dq"]).await;
+    serve_queues(&server, &agent, "busy", &["dq"]).await;
+    // `drained` runs a job; the drain lets it finish.
+    let first = submit(&server, Some(&admin), json!({"job_queue": "dq"}))
+        .await
+        .ok_json();
+    let first_id = first["job_id"].as_str().unwrap().to_owned();
+    let claimed = claim(&server, "dq", Some(&agent), Some("drained"))
+        .await
+        .ok_json();
+    assert_eq!(claimed["job_id"], json!(first_id));
+    let reply = server
+        .call(
+            Method::PATCH,
+            "/v2/agents/drained/commanded_mode",
+            Some(&admin),
+            Some(&json!({"commanded_mode": "maintenance", "comment": "drain"})),
+        )
+        .await;
+    assert_eq!(reply.ok_json(), json!({"status": "OK"}));
+    let v2 = server
+        .call(Method::GET, "/v2/agents/drained/data", Some(&admin), None)
+        .await
+        .ok_json();
+    assert_eq!(v2["job"]["job_id"], json!(first_id), "{v2}");
+    assert_eq!(v2["job_id"], json!(first_id));
+
+    let second = submit(&server, Some(&admin), json!({"job_queue": "dq"}))
+        .await
+        .ok_json();
+    claim(&server, "dq", Some(&agent), Some("drained"))
+        .await
+        .assert_no_content();
+    let taken = claim(&server, "dq", Some(&agent), Some("busy"))
+        .await
+        .ok_json();
+    assert_eq!(taken["job_id"], second["job_id"]);
+    // The drained agent's running job finishes normally.
+    let reply = server
+        .call(
+            Method::POST,
+            &format!("/v1/result/{first_id}"),
+            Some(&agent),
+            Some(&json!({"job_state": "complete"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+
+    // Back online: it claims again.
+    let third = submit(&server, Some(&admin), json!({"job_queue": "dq"}))
+        .await
+        .ok_json();
+    server
+        .call(
+            Method::PATCH,
+            "/v2/agents/drained/commanded_mode",
+            Some(&admin),
+            Some(&json!({"commanded_mode": "online"})),
+        )
+        .await
+        .ok_json();
+    let taken = claim(&server, "dq", Some(&agent), Some("drained"))
+        .await
+        .ok_json();
+    assert_eq!(taken["job_id"], third["job_id"]);
 }

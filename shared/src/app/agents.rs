@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::App;
+use super::Caller;
 use crate::agents::{
-    validate_agent_name, validate_agent_update, validate_images, validate_provision_entry,
-    validate_queues, Agent,
+    validate_agent_name, validate_agent_update, validate_agent_update_v2, validate_commanded_mode,
+    validate_images, validate_provision_entry, validate_queues, Agent,
 };
 use crate::clients::RestrictedQueue;
+use crate::job::Job;
+use crate::role::Role;
 use crate::{Error, Result, Timestamp};
 
 /// Agents with what their views show beside them: the restricted queues
@@ -19,6 +22,18 @@ use crate::{Error, Result, Timestamp};
 pub struct Agents {
     pub agents: Vec<Agent>,
     pub restricted: Vec<RestrictedQueue>,
+    /// The job each agent runs (v2 views), by agent name; only filled
+    /// by the v2 reads.
+    pub jobs: BTreeMap<String, Job>,
+}
+
+/// Who is stamped as `*_changed_by` for a post: the client, except for an
+/// agent's own report (upstream stamps no `_by` then) and anonymous posts.
+fn changed_by(caller: &Caller) -> Option<String> {
+    match caller.role() {
+        Some(Role::Agent) | None => None,
+        Some(_) => caller.client_id().map(str::to_owned),
+    }
 }
 
 fn unknown_agent(name: &str) -> Error {
@@ -26,23 +41,88 @@ fn unknown_agent(name: &str) -> Error {
 }
 
 impl App {
-    /// `POST /v1/agents/data/{name}`: creates or updates the agent.
+    /// `POST /v1/agents/data/{name}`: creates or updates the agent; a flat
+    /// `state` is folded into mode and sub-state.
     pub async fn post_agent_data(
         &self,
+        caller: &Caller,
         name: &str,
         body: Map<String, Value>,
         now: Timestamp,
     ) -> Result<()> {
         validate_agent_name(name)?;
-        let update = validate_agent_update(body)?;
+        let mut update = validate_agent_update(body)?;
+        update.by = changed_by(caller);
         self.store.upsert_agent(name, &update, now).await
+    }
+
+    /// `POST /v2/agents/{name}/data`: the agent's own report of its mode
+    /// and sub-state (route: agents only).
+    pub async fn post_agent_data_v2(
+        &self,
+        caller: &Caller,
+        name: &str,
+        body: Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<()> {
+        validate_agent_name(name)?;
+        let mut update = validate_agent_update_v2(body)?;
+        update.by = changed_by(caller);
+        self.store.upsert_agent(name, &update, now).await
+    }
+
+    /// `PATCH /v2/agents/{name}/commanded_mode`: an admin's command; an
+    /// unknown agent is a 404 and is never created.
+    pub async fn command_agent_mode(
+        &self,
+        caller: &Caller,
+        name: &str,
+        body: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut update = validate_commanded_mode(body)?;
+        update.by = caller.client_id().map(str::to_owned);
+        if self.store.update_agent(name, &update, now).await? {
+            tracing::info!(agent = name, commanded_mode = ?update.fields.get(crate::agents::COMMANDED_MODE), "agent mode commanded");
+            Ok(())
+        } else {
+            Err(unknown_agent(name))
+        }
     }
 
     /// `GET /v1/agents/data`: every agent.
     pub async fn list_agents(&self) -> Result<Agents> {
         let agents = self.store.list_agents().await?;
         let restricted = self.store.list_restricted_queues().await?;
-        Ok(Agents { agents, restricted })
+        Ok(Agents {
+            agents,
+            restricted,
+            jobs: BTreeMap::new(),
+        })
+    }
+
+    /// `GET /v2/agents/data`: every agent with the job it runs.
+    pub async fn list_agents_v2(&self) -> Result<Agents> {
+        let listing = self.list_agents().await?;
+        self.with_jobs(listing).await
+    }
+
+    /// `GET /v2/agents/{name}/data`: one agent with the job it runs.
+    pub async fn get_agent_v2(&self, name: &str) -> Result<Agents> {
+        let listing = self.get_agent(name).await?;
+        self.with_jobs(listing).await
+    }
+
+    async fn with_jobs(&self, mut listing: Agents) -> Result<Agents> {
+        for agent in &listing.agents {
+            let Some(job_id) = agent.job_id().and_then(|id| uuid::Uuid::parse_str(id).ok()) else {
+                continue;
+            };
+            if let Some(job) = self.store.get_job(job_id).await? {
+                listing.jobs.insert(agent.name.clone(), job);
+            }
+        }
+        Ok(listing)
     }
 
     /// `GET /v1/agents/data/{name}`: one agent, 404 when unknown.
@@ -56,6 +136,7 @@ impl App {
         Ok(Agents {
             agents: vec![agent],
             restricted,
+            jobs: BTreeMap::new(),
         })
     }
 

@@ -143,6 +143,18 @@ impl App {
                 "Agent not identified: post to /v1/agents/data/{name} first for the agent_name cookie.".into(),
             ));
         }
+        // Drain: an agent commanded into maintenance or offline takes no
+        // new job (its running one finishes normally).
+        if let Some(agent) = &agent_name {
+            if self
+                .store
+                .get_agent(agent)
+                .await?
+                .is_some_and(|a| a.is_drained())
+            {
+                return Ok(None);
+            }
+        }
         let request = ClaimRequest {
             queues: distinct,
             agent_name,

@@ -177,9 +177,14 @@ pub trait LogStore: Send + Sync + 'static {
 
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
-    /// Creates or updates an agent: sets the given fields and `updated_at`,
-    /// appends the log lines keeping the last 100.
+    /// Creates or updates an agent: writes [`AgentUpdate::changes`] on its
+    /// current fields (the given fields, removals, and the `*_changed_*`
+    /// stamps) and `updated_at`, appends the log lines keeping the last 100.
     async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()>;
+
+    /// The same for an existing agent only: `false`, and nothing written,
+    /// for an unknown one.
+    async fn update_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<bool>;
 
     async fn get_agent(&self, name: &str) -> Result<Option<Agent>>;
 

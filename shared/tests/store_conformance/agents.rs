@@ -6,6 +6,8 @@ conformance!(
     agents_are_upserted_and_keep_their_last_log_lines,
     provisions_move_the_streak_and_unknown_agents_get_nothing,
     concurrent_provisions_each_count_once,
+    modes_and_states_are_stamped_when_they_change,
+    commanded_modes_update_only_existing_agents,
 );
 
 async fn agents_are_upserted_and_keep_their_last_log_lines(store: Arc<dyn Store>) {
@@ -110,4 +112,97 @@ async fn concurrent_provisions_each_count_once(store: Arc<dyn Store>) {
     let agent = store.get_agent("busy").await.unwrap().unwrap();
     assert_eq!(agent.provision_streak, Some(("pass".to_string(), 20)));
     assert_eq!(agent.provision_log.len(), 20);
+}
+
+async fn modes_and_states_are_stamped_when_they_change(store: Arc<dyn Store>) {
+    let mut update = agent_update(json!({"state": "waiting"}));
+    update.by = Some("admin1".into());
+    store.upsert_agent("m", &update, t(1)).await.unwrap();
+    let agent = store.get_agent("m").await.unwrap().unwrap();
+    assert_eq!(agent.fields["mode"], json!("online"));
+    assert_eq!(agent.fields["state"], json!("waiting"));
+    assert_eq!(agent.fields["mode_changed_at"], json!(t(1).to_rfc3339()));
+    assert_eq!(agent.fields["mode_changed_by"], json!("admin1"));
+    assert_eq!(agent.fields["state_changed_at"], json!(t(1).to_rfc3339()));
+    assert_eq!(agent.fields["state_changed_by"], json!("admin1"));
+
+    // A re-post of the same values stamps nothing.
+    store
+        .upsert_agent("m", &agent_update(json!({"state": "waiting"})), t(2))
+        .await
+        .unwrap();
+    let agent = store.get_agent("m").await.unwrap().unwrap();
+    assert_eq!(agent.fields["mode_changed_at"], json!(t(1).to_rfc3339()));
+    assert_eq!(agent.fields["mode_changed_by"], json!("admin1"));
+
+    // The agent's own report of offline: new stamps without `_by`, and no state.
+    store
+        .upsert_agent("m", &agent_update(json!({"state": "offline"})), t(3))
+        .await
+        .unwrap();
+    let agent = store.get_agent("m").await.unwrap().unwrap();
+    assert_eq!(agent.fields["mode"], json!("offline"));
+    assert!(!agent.fields.contains_key("state"), "{:?}", agent.fields);
+    assert!(!agent.fields.contains_key("mode_changed_by"));
+    assert!(!agent.fields.contains_key("state_changed_by"));
+    assert_eq!(agent.fields["mode_changed_at"], json!(t(3).to_rfc3339()));
+    assert_eq!(agent.fields["state_changed_at"], json!(t(3).to_rfc3339()));
+    assert_eq!(agent.legacy_state().as_deref(), Some("offline"));
+
+    // Maintenance keeps waiting as its sub-state.
+    store
+        .upsert_agent("m", &agent_update(json!({"state": "maintenance"})), t(4))
+        .await
+        .unwrap();
+    let agent = store.get_agent("m").await.unwrap().unwrap();
+    assert_eq!(
+        (agent.fields["mode"].clone(), agent.fields["state"].clone()),
+        (json!("maintenance"), json!("waiting"))
+    );
+    assert_eq!(agent.legacy_state().as_deref(), Some("maintenance"));
+}
+
+async fn commanded_modes_update_only_existing_agents(store: Arc<dyn Store>) {
+    let command = |mode: &str| {
+        let mut update = validate_commanded_mode(
+            json!({"commanded_mode": mode, "comment": "why"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        update.by = Some("boss".into());
+        update
+    };
+    assert!(!store
+        .update_agent("ghost", &command("offline"), t(1))
+        .await
+        .unwrap());
+    assert!(store.get_agent("ghost").await.unwrap().is_none());
+    store
+        .upsert_agent("c", &agent_update(json!({"state": "waiting"})), t(1))
+        .await
+        .unwrap();
+    assert!(store
+        .update_agent("c", &command("maintenance"), t(2))
+        .await
+        .unwrap());
+    assert!(store
+        .update_agent("c", &command("maintenance"), t(3))
+        .await
+        .unwrap());
+    let agent = store.get_agent("c").await.unwrap().unwrap();
+    assert_eq!(agent.fields["commanded_mode"], json!("maintenance"));
+    assert_eq!(agent.fields["comment"], json!("why"));
+    assert_eq!(
+        agent.fields["commanded_mode_changed_at"],
+        json!(t(2).to_rfc3339()),
+        "a repeated command does not restamp"
+    );
+    assert_eq!(agent.fields["commanded_mode_changed_by"], json!("boss"));
+    assert!(agent.is_drained());
+    assert_eq!(
+        agent.fields["mode"],
+        json!("online"),
+        "the reported mode is the agent's"
+    );
 }

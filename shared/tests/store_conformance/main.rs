@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use testflinger_shared::agents::{validate_agent_update, ProvisionEntry};
+use testflinger_shared::agents::{validate_agent_update, validate_commanded_mode, ProvisionEntry};
 use testflinger_shared::auth::{hash_secret, new_refresh_token, refresh_token_hash};
 use testflinger_shared::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use testflinger_shared::job::{validate_submission, AttachmentsStatus, NewJob};

@@ -54,26 +54,60 @@ pub(super) fn agent_from_document(mut document: Document) -> Agent {
     }
 }
 
-#[async_trait]
-impl AgentStore for MongoStore {
-    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
-        let mut set = to_document(&update.fields, "agent")?;
+impl MongoStore {
+    /// Writes an update: the stamps are computed on the agent as read just
+    /// before (a concurrent change of the same field between the read and
+    /// the write may stamp twice or not at all); `create`: an unknown agent
+    /// is created, else `false` and nothing written.
+    async fn write_agent(
+        &self,
+        name: &str,
+        update: &AgentUpdate,
+        now: Timestamp,
+        create: bool,
+    ) -> Result<bool> {
+        let current = self.get_agent(name).await?;
+        if current.is_none() && !create {
+            return Ok(false);
+        }
+        let changes = update.changes(current.as_ref().map(|a| &a.fields), now);
+        let mut set = to_document(&changes.set, "agent")?;
         set.insert("updated_at", date(now));
         check_size(&set)?;
         let mut change = doc! {"$set": set};
+        if !changes.unset.is_empty() {
+            let unset: Document = changes
+                .unset
+                .iter()
+                .map(|f| (f.clone(), Bson::String(String::new())))
+                .collect();
+            change.insert("$unset", unset);
+        }
         if !update.log.is_empty() {
             change.insert(
                 "$push",
                 doc! {"log": {"$each": &update.log, "$slice": -(crate::agents::AGENT_LOG_KEEP as i64)}},
             );
         }
-        self.db
+        let written = self
+            .db
             .collection::<Document>(AGENTS)
             .update_one(doc! {"name": name}, change)
-            .upsert(true)
+            .upsert(create)
             .await
             .map_err(|e| Error::backend("storing an agent", e))?;
-        Ok(())
+        Ok(create || written.matched_count == 1)
+    }
+}
+
+#[async_trait]
+impl AgentStore for MongoStore {
+    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
+        self.write_agent(name, update, now, true).await.map(|_| ())
+    }
+
+    async fn update_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<bool> {
+        self.write_agent(name, update, now, false).await
     }
 
     async fn get_agent(&self, name: &str) -> Result<Option<Agent>> {

@@ -46,13 +46,25 @@ pub(super) fn save_agent(conn: &Connection, agent: &Agent) -> rusqlite::Result<(
     Ok(())
 }
 
-#[async_trait]
-impl AgentStore for SqliteStore {
-    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
+impl SqliteStore {
+    /// Writes an update in one transaction; `create`: an unknown agent is
+    /// created, else `false` and nothing written.
+    async fn write_agent(
+        &self,
+        name: &str,
+        update: &AgentUpdate,
+        now: Timestamp,
+        create: bool,
+    ) -> Result<bool> {
         let (name, update) = (name.to_owned(), update.clone());
         self.write("storing an agent", move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut agent = load_agent(&tx, &name)?.unwrap_or_else(|| Agent {
+            let current = load_agent(&tx, &name)?;
+            if current.is_none() && !create {
+                return Ok(false);
+            }
+            let changes = update.changes(current.as_ref().map(|a| &a.fields), now);
+            let mut agent = current.unwrap_or_else(|| Agent {
                 name: name.clone(),
                 fields: Map::new(),
                 log: Vec::new(),
@@ -60,14 +72,26 @@ impl AgentStore for SqliteStore {
                 provision_streak: None,
                 provision_log: Vec::new(),
             });
-            agent.fields.extend(update.fields);
+            changes.apply(&mut agent.fields);
             agent.log.extend(update.log);
             crate::agents::keep_last(&mut agent.log, crate::agents::AGENT_LOG_KEEP);
             agent.updated_at = now;
             save_agent(&tx, &agent)?;
-            tx.commit()
+            tx.commit()?;
+            Ok(true)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl AgentStore for SqliteStore {
+    async fn upsert_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<()> {
+        self.write_agent(name, update, now, true).await.map(|_| ())
+    }
+
+    async fn update_agent(&self, name: &str, update: &AgentUpdate, now: Timestamp) -> Result<bool> {
+        self.write_agent(name, update, now, false).await
     }
 
     async fn get_agent(&self, name: &str) -> Result<Option<Agent>> {
