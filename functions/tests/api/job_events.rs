@@ -31,6 +31,12 @@ async fn post_result(server: &Server, agent: &str, id: &str, body: Value) {
     .assert_ok_text();
 }
 
+/// Submits a job (with a token when given) and answers its id.
+async fn submit_id(server: &Server, token: Option<&str>, job: Value) -> String {
+    let reply = submit(server, token, job).await.ok_json();
+    reply["job_id"].as_str().unwrap().to_owned()
+}
+
 async fn events(server: &Server, id: &str) -> Vec<Value> {
     let body = server.get(&format!("/v1/events/job/{id}")).await.ok_json();
     assert_eq!(body["job_id"], json!(id));
@@ -54,12 +60,7 @@ async fn agent(server: &Server, name: &str) -> Value {
 #[tokio::test]
 async fn a_job_s_events_follow_it_from_submission_to_completion() {
     let (server, agent_token, ci) = lab().await;
-    let id = submit(&server, Some(&ci), json!({"job_queue": "q"}))
-        .await
-        .ok_json()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_id(&server, Some(&ci), json!({"job_queue": "q"})).await;
     assert_eq!(names(&events(&server, &id).await), ["job_submitted"]);
     let claimed = claim(&server, "q", Some(&agent_token), Some("dev-1")).await;
     assert_eq!(claimed.ok_json()["job_id"], json!(id));
@@ -107,12 +108,7 @@ async fn a_job_s_events_follow_it_from_submission_to_completion() {
 #[tokio::test]
 async fn a_cancel_is_an_event_naming_who_cancelled() {
     let (server, agent_token, ci) = lab().await;
-    let id = submit(&server, Some(&ci), json!({"job_queue": "q"}))
-        .await
-        .ok_json()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_id(&server, Some(&ci), json!({"job_queue": "q"})).await;
     claim(&server, "q", Some(&agent_token), Some("dev-1"))
         .await
         .ok_json();
@@ -159,12 +155,7 @@ async fn events_of_an_unknown_job_are_404_and_of_a_bad_id_400() {
 #[tokio::test]
 async fn the_claim_links_the_agent_and_the_job_until_the_job_ends() {
     let (server, agent_token, ci) = lab().await;
-    let id = submit(&server, Some(&ci), json!({"job_queue": "q"}))
-        .await
-        .ok_json()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_id(&server, Some(&ci), json!({"job_queue": "q"})).await;
     claim(&server, "q", Some(&agent_token), Some("dev-1"))
         .await
         .ok_json();
@@ -185,12 +176,7 @@ async fn the_claim_links_the_agent_and_the_job_until_the_job_ends() {
     assert_eq!(server.result(&id).await["agent_id"], json!("dev-1"));
 
     // A cancel unlinks too.
-    let next = submit(&server, Some(&ci), json!({"job_queue": "q"}))
-        .await
-        .ok_json()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let next = submit_id(&server, Some(&ci), json!({"job_queue": "q"})).await;
     claim(&server, "q", Some(&agent_token), Some("dev-1"))
         .await
         .ok_json();
@@ -210,12 +196,7 @@ async fn the_claim_links_the_agent_and_the_job_until_the_job_ends() {
 #[tokio::test]
 async fn an_old_agent_s_own_job_id_posts_stay_harmless() {
     let (server, agent_token, _) = lab().await;
-    let id = submit(&server, None, json!({"job_queue": "q"}))
-        .await
-        .ok_json()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_id(&server, None, json!({"job_queue": "q"})).await;
     claim(&server, "q", Some(&agent_token), Some("dev-1"))
         .await
         .ok_json();
@@ -249,18 +230,8 @@ async fn an_old_agent_s_own_job_id_posts_stay_harmless() {
 #[tokio::test]
 async fn listings_show_who_submitted_each_job() {
     let (server, agent_token, ci) = lab().await;
-    let mine = submit(&server, Some(&ci), json!({"job_queue": "q", "tags": ["t"]}))
-        .await
-        .ok_json()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let anonymous = submit(&server, None, json!({"job_queue": "q", "tags": ["t"]}))
-        .await
-        .ok_json()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mine = submit_id(&server, Some(&ci), json!({"job_queue": "q", "tags": ["t"]})).await;
+    let anonymous = submit_id(&server, None, json!({"job_queue": "q", "tags": ["t"]})).await;
     let by_id = |list: &Value, id: &str| {
         list.as_array()
             .unwrap()
