@@ -34,6 +34,14 @@ impl FromRequest<AppState> for JsonObject {
 
 /// Reads a whole body, refusing more than `limit` bytes while reading.
 pub async fn read_limited(body: Body, limit: u64) -> Result<bytes::Bytes, Error> {
+    // A declared length over the limit (`Content-Length`) is refused at
+    // once, before a byte of the body is waited for.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit {
+        return Err(Error::TooLarge {
+            what: "the request body",
+            limit,
+        });
+    }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, limit_usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
@@ -73,6 +81,26 @@ fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
         Err(ApiError::unsupported_media_type(format!(
             "Expected a JSON body (Content-Type: application/json), not {mime}."
         )))
+    }
+}
+
+/// Refuses at once a request whose declared `Content-Length` is over
+/// `limit` (plus `slack` for framing such as multipart headers).
+pub fn refuse_declared_length(
+    headers: &axum::http::HeaderMap,
+    limit: u64,
+    slack: u64,
+) -> Result<(), Error> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit.saturating_add(slack) => Err(Error::TooLarge {
+            what: "the upload",
+            limit,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -605,3 +605,52 @@ async fn a_backend_failure_is_500_and_logged_once_inside_its_request_span() {
         "the answer is logged in the same span: {log:#?}"
     );
 }
+
+/// Sends request headers only and reads the answer's head and body, giving
+/// up after a few seconds.
+async fn headers_only(server: &Server, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&answer);
+                    if text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn an_over_limit_content_length_is_refused_at_once() {
+    let server = Server::start();
+    let job = format!("/v1/result/{}/artifact", uuid::Uuid::new_v4());
+    for (path, content_type, length) in [
+        ("/v1/job", "application/json", "1000000000000"),
+        (
+            job.as_str(),
+            "multipart/form-data; boundary=x",
+            "3221225472",
+        ),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {length}\r\n\r\n"
+        );
+        let answer = headers_only(&server, &head).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer:?}");
+        assert!(answer.contains("\"message\""), "a JSON error: {answer:?}");
+    }
+}

@@ -6,7 +6,7 @@ use std::io;
 use axum::body::Body;
 use axum::extract::multipart::{Field, Multipart, MultipartError, MultipartRejection};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::TryStreamExt;
@@ -17,15 +17,17 @@ use testflinger_shared::Error;
 
 use super::{no_content, ok_text};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JobId, JsonObject};
+use crate::extract::{refuse_declared_length, JobId, JsonObject};
 use crate::AppState;
 
 /// `POST /v1/result/{id}/artifact`: multipart, field `file`.
 pub async fn upload_artifact(
     State(state): State<AppState>,
     JobId(id): JobId,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
+    refuse_declared_length(&headers, state.app.settings().limits.blob, MULTIPART_SLACK)?;
     upload(&state, id, Upload::Artifact, multipart).await
 }
 
@@ -44,8 +46,10 @@ pub async fn download_artifact(
 pub async fn upload_attachments(
     State(state): State<AppState>,
     JobId(id): JobId,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
+    refuse_declared_length(&headers, state.app.settings().limits.blob, MULTIPART_SLACK)?;
     upload(&state, id, Upload::Attachments, multipart).await
 }
 
@@ -84,6 +88,10 @@ pub async fn artifact_upload_url(
         "expires_in": upload.expires_in.as_secs(),
     })))
 }
+
+/// What a multipart body may carry beyond its file: boundaries, part
+/// headers, small fields.
+const MULTIPART_SLACK: u64 = 1 << 20;
 
 enum Upload {
     Artifact,
