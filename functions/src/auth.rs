@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use testflinger_shared::app::Caller;
 use testflinger_shared::permissions;
 use testflinger_shared::role::Role;
+use testflinger_shared::timestamp::Timestamp;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -83,7 +84,10 @@ pub async fn authorize(
     let mode = state.app.settings().auth_mode;
     let token = bearer_token(request.headers()).map(str::to_owned);
     let checked = async {
-        let caller = state.app.identify(token.as_deref()).await?;
+        let caller = state
+            .app
+            .identify(token.as_deref(), Timestamp::now())
+            .await?;
         if only {
             permissions::route_access_only(allowed, &caller, mode)?;
         } else {

@@ -21,6 +21,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     detail: Value,
+    /// Seconds for `Retry-After` (503 and 429).
+    retry_after: Option<u64>,
 }
 
 fn field_detail(location: Location, fields: &FieldErrors) -> Value {
@@ -37,6 +39,7 @@ impl ApiError {
             status,
             message: message.into(),
             detail: Value::Object(Map::new()),
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(5),
         }
     }
 
@@ -72,6 +75,8 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Upstream {
                 timed_out: true, ..
             } => StatusCode::GATEWAY_TIMEOUT,
@@ -94,11 +99,22 @@ impl From<Error> for ApiError {
                     status,
                     message,
                     detail: field_detail(location, &fields),
+                    retry_after: None,
                 }
             }
             error @ Error::TooLarge { .. } => {
                 tracing::debug!(status = status.as_u16(), %error, "request refused");
                 ApiError::new(status, format!("The request is too large: {error}."))
+            }
+            Error::Throttled {
+                message,
+                retry_after,
+            } => {
+                tracing::info!(status = status.as_u16(), %message, retry_after, "request throttled");
+                ApiError {
+                    retry_after: Some(retry_after),
+                    ..ApiError::new(status, message)
+                }
             }
             error @ Error::Backend { .. } => {
                 // The cause is for the operator's log, not for the client.
@@ -124,11 +140,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "message": self.message, "detail": self.detail });
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
-            );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }
@@ -158,6 +173,14 @@ mod tests {
                 413,
             ),
             (Error::Busy("b".into()), 503),
+            (Error::TimedOut("t".into()), 408),
+            (
+                Error::Throttled {
+                    message: "m".into(),
+                    retry_after: 3,
+                },
+                429,
+            ),
             (
                 Error::Upstream {
                     message: "m".into(),

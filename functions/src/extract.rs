@@ -3,12 +3,13 @@
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use testflinger_shared::Error;
 
+use crate::budget;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -32,27 +33,84 @@ impl FromRequest<AppState> for JsonObject {
     }
 }
 
-/// Reads a whole body, refusing more than `limit` bytes while reading.
+/// Reads a whole body, refusing more than `limit` bytes while reading, and
+/// charging what it holds to the request's memory budget ([`budget`]).
 pub async fn read_limited(body: Body, limit: u64) -> Result<bytes::Bytes, Error> {
+    let too_large = || Error::TooLarge {
+        what: "the request body",
+        limit,
+    };
     // A declared length over the limit (`Content-Length`) is refused at
     // once, before a byte of the body is waited for.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit {
-        return Err(Error::TooLarge {
-            what: "the request body",
-            limit,
-        });
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if declared > limit {
+        return Err(too_large());
     }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit_usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Error::TooLarge {
-            what: "the request body",
-            limit,
-        }),
-        Err(e) => Err(Error::BadRequest(format!(
-            "The request body could not be read: {e}."
-        ))),
+    let mut body = std::pin::pin!(body);
+    if let Err(busy) = budget::charge(declared) {
+        return Err(discard(body, limit, busy).await);
     }
+    let mut charged = declared;
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let read = bytes.len() as u64 + data.len() as u64;
+        if read > limit {
+            return Err(too_large());
+        }
+        if read > charged {
+            if let Err(busy) = budget::charge(read - charged) {
+                drop(bytes);
+                return Err(discard(body, limit - read, busy).await);
+            }
+            charged = read;
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(bytes.into())
+}
+
+/// Reads and drops the rest of a body the budget cannot hold (up to `left`
+/// bytes), so that the client, still sending, gets to read the 503 rather
+/// than a reset connection; answers `why`.
+async fn discard(mut body: std::pin::Pin<&mut Body>, mut left: u64, why: Error) -> Error {
+    while let Some(Ok(frame)) = body.frame().await {
+        let size = frame.data_ref().map_or(0, |d| d.len() as u64);
+        match left.checked_sub(size) {
+            Some(rest) => left = rest,
+            None => break,
+        }
+    }
+    why
+}
+
+/// Why a body could not be read: too slow (408, from the harness's guard),
+/// or broken off.
+pub fn body_error(error: &(dyn std::error::Error + 'static)) -> Error {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(slow) = e.downcast_ref::<SlowBody>() {
+            return Error::TimedOut(slow.to_string());
+        }
+        cause = e.source();
+    }
+    Error::BadRequest(format!("The request body could not be read: {error}."))
+}
+
+/// A body that did not keep up the minimum rate the server allows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "The request body arrived too slowly: {received} bytes after {waited_seconds} s of waiting \
+     (the server needs at least {min_rate} bytes per second after the first {grace_seconds} s)."
+)]
+pub struct SlowBody {
+    pub received: u64,
+    pub waited_seconds: u64,
+    pub min_rate: u64,
+    pub grace_seconds: u64,
 }
 
 /// JSON endpoints accept `application/json` (and `+json`), and also bodies
@@ -141,6 +199,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Segment {
             .find(|(name, _)| name != "id")
             .map(|(_, value)| Segment(value))
             .ok_or_else(|| Error::BadRequest("The path is missing a segment.".into()).into())
+    }
+}
+
+/// Where a request came from, when known: the peer of the harness's
+/// connection, or the source address API Gateway saw under Lambda. Never a
+/// header a client could set.
+pub struct SourceAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        use lambda_http::request::RequestContext;
+        use lambda_http::RequestExt;
+        if let Some(axum::extract::ConnectInfo(peer)) = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        {
+            return Ok(SourceAddress(Some(peer.ip())));
+        }
+        let gateway = match parts.extensions.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.as_deref(),
+            _ => None,
+        };
+        Ok(SourceAddress(gateway.and_then(|ip| ip.parse().ok())))
     }
 }
 

@@ -18,6 +18,7 @@ use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{authorize, Access, ADMIN, AGENT, AGENT_ONLY, AM, AMC, AMG, ANYONE};
+use crate::budget;
 use crate::handlers::{
     agents, artifacts, clients, events, jobs, logs, meta, oauth, queues, results, secrets,
     statistics,
@@ -433,6 +434,10 @@ fn finish(router: Router<AppState>, state: AppState) -> App {
         // Each body is limited by its own extractor (JSON bodies by the JSON
         // limit while reading, uploads by the blob limit while streaming).
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            budget::within_budget,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)

@@ -6,11 +6,14 @@ use testflinger_shared::app::{App, Settings};
 use testflinger_shared::backends::Backends;
 use testflinger_shared::config::Config;
 
+use crate::budget::BufferBudget;
 use crate::webhook::HttpWebhooks;
 
 #[derive(Clone)]
 pub struct AppState {
     pub app: Arc<App>,
+    /// The memory all requests' buffered bodies may take together.
+    pub budget: BufferBudget,
 }
 
 impl AppState {
@@ -22,7 +25,11 @@ impl AppState {
     /// The use cases with settings adjusted by the caller (direct transfers
     /// under Lambda).
     pub fn with_settings(settings: Settings, backends: Backends) -> Self {
+        let budget = BufferBudget::new(settings.buffer_budget);
         let app = App::new(settings, backends).with_webhook_sender(Arc::new(HttpWebhooks));
-        AppState { app: Arc::new(app) }
+        AppState {
+            app: Arc::new(app),
+            budget,
+        }
     }
 }

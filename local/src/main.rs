@@ -8,6 +8,8 @@
 //! testflinger-local preload --jobs N [--queues Q] [--prefix NAME]
 //! ```
 
+mod server;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -474,6 +476,9 @@ async fn preload_jobs(preload: Preload) -> Result<(), String> {
 async fn serve(bind: SocketAddr) -> Result<(), String> {
     let config = Config::load().map_err(|e| format!("configuration error: {e}"))?;
     telemetry::init(config.log_format);
+    // Before anything opens descriptors: the open-file limit is raised first.
+    let guards = server::Guards::resolve(config.serving);
+    server::return_large_blocks_to_the_system();
     // The deploy step is idempotent and quick: a harness on MongoDB never
     // serves without its indexes (Lambda functions cannot run it; they log
     // how to when a claim finds them missing).
@@ -501,14 +506,18 @@ async fn serve(bind: SocketAddr) -> Result<(), String> {
         Backends::describe(&config)
     );
     let sweeper = tokio::spawn(sweep_forever(backends.clone(), config.retention_days));
+    tracing::info!(
+        max_connections = guards.max_connections,
+        open_files = guards.open_files,
+        header_timeout_s = guards.serving.header_timeout.as_secs(),
+        idle_timeout_s = guards.serving.idle_timeout.as_secs(),
+        buffer_budget_mib = guards.serving.buffer_budget >> 20,
+        "connection guards"
+    );
     let service = app(AppState::new(&config, backends));
-    let result = axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| format!("server error: {e}"));
+    let result = server::serve(listener, service, guards, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"));
     sweeper.abort();
     tracing::info!("stopped");
     result

@@ -654,3 +654,37 @@ async fn an_over_limit_content_length_is_refused_at_once() {
         assert!(answer.contains("\"message\""), "a JSON error: {answer:?}");
     }
 }
+
+#[tokio::test]
+async fn an_address_that_keeps_guessing_client_ids_is_throttled_with_429() {
+    let server = Server::start_with(&[("JWT_SIGNING_KEY", "a signing key for this test")]);
+    let http = reqwest::Client::new();
+    let secret = "the lab admin's own secret";
+    let (ok, text) = create_client(
+        &server.data_dir(),
+        &["lab-admin", "--secret", "-", "--role", "admin"],
+        secret,
+    );
+    assert!(ok, "{text}");
+    let login = |id: String, secret: &'static str| {
+        http.post(server.url("/v1/oauth2/token"))
+            .basic_auth(id, Some(secret))
+            .send()
+    };
+    // Each guessed id fails once only (so no client id is throttled), yet
+    // the address, 127.0.0.1, runs out of free failures.
+    for n in 0..=testflinger_shared::throttle::ADDRESS_FREE_FAILURES {
+        let answer = login(format!("guess-{n}"), "a guess").await.unwrap();
+        assert_eq!(answer.status(), 401);
+    }
+    let answer = login("lab-admin".into(), "the lab admin's own secret")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 429);
+    assert!(answer.headers().contains_key("retry-after"));
+    let body: Value = answer.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("this address"),
+        "{body}"
+    );
+}

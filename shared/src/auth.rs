@@ -66,6 +66,10 @@ pub enum TokenError {
     Expired,
     /// Bad signature, wrong algorithm, missing claims or garbage: 403.
     Invalid,
+    /// Issued further in the future than the leeway allows: a token from a
+    /// skewed clock (or minted to outlive its stated life). 401, so a real
+    /// client refreshes and gets one issued by this server's clock.
+    IssuedAhead,
 }
 
 /// Signs and checks access tokens with one HS256 key.
@@ -103,6 +107,10 @@ impl TokenKeys {
         self.sign(&client.client_id, client.role, permissions, now)
     }
 
+    fn leeway(&self) -> i64 {
+        i64::try_from(self.leeway_seconds).unwrap_or(i64::MAX)
+    }
+
     fn sign(
         &self,
         client_id: &str,
@@ -123,14 +131,19 @@ impl TokenKeys {
             .unwrap_or_default()
     }
 
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    /// Checks a token's signature, subject and life as of `now`: one issued
+    /// more than the leeway ahead of `now` is refused too.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = self.leeway_seconds;
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_nbf = true;
         match jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation) {
-            Ok(data) if data.claims.sub == "access_token" => Ok(data.claims),
-            Ok(_) => Err(TokenError::Invalid),
+            Ok(data) if data.claims.sub != "access_token" => Err(TokenError::Invalid),
+            Ok(data) if data.claims.iat > now.millis() / 1000 + self.leeway() => {
+                Err(TokenError::IssuedAhead)
+            }
+            Ok(data) => Ok(data.claims),
             Err(e) => match e.kind() {
                 ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
                     Err(TokenError::Expired)
@@ -212,7 +225,7 @@ mod tests {
         let keys = TokenKeys::new(b"a signing key of some length", 0);
         let now = Timestamp::now();
         let token = keys.issue("ci-bot", Role::Agent, now);
-        let claims = keys.verify(&token).unwrap();
+        let claims = keys.verify(&token, now).unwrap();
         assert_eq!(
             (claims.client_id.as_str(), claims.role),
             ("ci-bot", Role::Agent)
@@ -223,7 +236,7 @@ mod tests {
         // The CLI reads its role and client id from `permissions`.
         let mut client = Client::new("lab-admin", "hash", Role::Admin);
         client.max_priority.insert("*".into(), 7);
-        let claims = keys.verify(&keys.issue_for(&client, now)).unwrap();
+        let claims = keys.verify(&keys.issue_for(&client, now), now).unwrap();
         assert_eq!(claims.permissions["role"], "admin");
         assert_eq!(claims.permissions["client_id"], "lab-admin");
         assert_eq!(claims.permissions["max_priority"]["*"], 7);
@@ -231,15 +244,30 @@ mod tests {
 
         let old = Timestamp::from_millis(now.millis() - 3_600_000);
         assert_eq!(
-            keys.verify(&keys.issue("ci-bot", Role::Agent, old)),
+            keys.verify(&keys.issue("ci-bot", Role::Agent, old), now),
             Err(TokenError::Expired)
         );
         let other = TokenKeys::new(b"another key entirely", 0);
-        assert_eq!(other.verify(&token), Err(TokenError::Invalid));
-        assert_eq!(keys.verify("garbage"), Err(TokenError::Invalid));
+        assert_eq!(other.verify(&token, now), Err(TokenError::Invalid));
+        assert_eq!(keys.verify("garbage", now), Err(TokenError::Invalid));
         let mut tampered = token.clone();
         tampered.pop();
-        assert_eq!(keys.verify(&tampered), Err(TokenError::Invalid));
+        assert_eq!(keys.verify(&tampered, now), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn tokens_issued_ahead_of_the_clock_by_more_than_the_leeway_are_refused() {
+        let keys = TokenKeys::new(b"a signing key of some length", 30);
+        let now = Timestamp::now();
+        let ahead = |seconds| {
+            keys.verify(
+                &keys.issue("ci-bot", Role::Agent, now.plus_seconds(seconds)),
+                now,
+            )
+        };
+        assert!(ahead(30).is_ok(), "within the leeway");
+        assert_eq!(ahead(31).map(|_| ()), Err(TokenError::IssuedAhead));
+        assert_eq!(ahead(3_600).map(|_| ()), Err(TokenError::IssuedAhead));
     }
 
     #[test]

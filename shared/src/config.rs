@@ -30,6 +30,34 @@ pub const KEYS: &[(&str, &str)] = &[
         "days jobs, results and blobs are kept",
     ),
     ("TESTFLINGER_LOG_FORMAT", "text or json"),
+    (
+        "TESTFLINGER_HEADER_TIMEOUT",
+        "seconds for a request head to arrive from its first byte (default 10)",
+    ),
+    (
+        "TESTFLINGER_IDLE_TIMEOUT",
+        "seconds a keep-alive connection may wait idle (default 60)",
+    ),
+    (
+        "TESTFLINGER_SEND_TIMEOUT",
+        "seconds an answer may wait for a client that does not read (default 60)",
+    ),
+    (
+        "TESTFLINGER_BODY_TIMEOUT",
+        "seconds a request body may stall before the minimum rate applies (default 20)",
+    ),
+    (
+        "TESTFLINGER_MIN_BODY_RATE",
+        "bytes per second a request body must average (default 1KiB)",
+    ),
+    (
+        "TESTFLINGER_MAX_CONNECTIONS",
+        "open connections at most (default: half the open-file limit)",
+    ),
+    (
+        "TESTFLINGER_BUFFER_BUDGET",
+        "memory for request bodies read whole, all requests together (default 256MiB)",
+    ),
     ("MONGODB_URI", "MongoDB connection string (selects MongoDB)"),
     ("MONGO_URI", "the same, upstream's older name"),
     (
@@ -125,6 +153,44 @@ impl Default for Limits {
             json_body: 16 << 20,
             log_fragment: 4 << 20,
             blob: 2 << 30,
+        }
+    }
+}
+
+/// How the harness guards its connections and memory against slow, idle
+/// or greedy clients (under Lambda the API gateway does the connection
+/// part; the buffer budget applies everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    /// A request head must arrive whole within this time of its first byte.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request under way is closed after this.
+    pub idle_timeout: Duration,
+    /// A response write that makes no progress for this long ends the
+    /// connection (a client that stops reading).
+    pub send_timeout: Duration,
+    /// A request body may stall this long in all before it must keep up
+    /// `min_body_rate` on average over the time the server waits for it.
+    pub body_grace: Duration,
+    /// Bytes per second, averaged over the time spent waiting for the body.
+    pub min_body_rate: u64,
+    /// Open connections at most; `None`: half the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Bytes of request bodies held in memory at once, across requests
+    /// (503 with `Retry-After` when full).
+    pub buffer_budget: u64,
+}
+
+impl Default for Serving {
+    fn default() -> Self {
+        Serving {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            body_grace: Duration::from_secs(20),
+            min_body_rate: 1 << 10,
+            max_connections: None,
+            buffer_budget: 256 << 20,
         }
     }
 }
@@ -280,6 +346,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub blobs: BlobConfig,
     pub limits: Limits,
+    pub serving: Serving,
     pub retention_days: u32,
     pub log_format: LogFormat,
     pub auth: AuthConfig,
@@ -350,6 +417,7 @@ impl Config {
             store: store_config(&get, under_lambda)?,
             blobs: blob_config(&get)?,
             limits,
+            serving: serving_config(&get)?,
             retention_days,
             log_format,
             auth: auth_config(&get)?,
@@ -362,6 +430,52 @@ impl Config {
         config.data_dir = data_dir.into();
         config
     }
+}
+
+fn serving_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Serving, ConfigError> {
+    let defaults = Serving::default();
+    let seconds = |key: &str, default: Duration| parse_or(get, key, default, parse_seconds);
+    Ok(Serving {
+        header_timeout: seconds("TESTFLINGER_HEADER_TIMEOUT", defaults.header_timeout)?,
+        idle_timeout: seconds("TESTFLINGER_IDLE_TIMEOUT", defaults.idle_timeout)?,
+        send_timeout: seconds("TESTFLINGER_SEND_TIMEOUT", defaults.send_timeout)?,
+        body_grace: seconds("TESTFLINGER_BODY_TIMEOUT", defaults.body_grace)?,
+        min_body_rate: parse_or(
+            get,
+            "TESTFLINGER_MIN_BODY_RATE",
+            defaults.min_body_rate,
+            parse_size,
+        )?,
+        max_connections: parse_or(get, "TESTFLINGER_MAX_CONNECTIONS", None, |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| "expected a whole number of connections, 1 or more".to_owned())
+        })?,
+        buffer_budget: parse_or(
+            get,
+            "TESTFLINGER_BUFFER_BUDGET",
+            defaults.buffer_budget,
+            parse_size,
+        )?,
+    })
+}
+
+/// A duration in whole seconds: `30`, `30s`, `2m`.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let (number, factor) = match text.strip_suffix('m') {
+        Some(minutes) => (minutes, 60),
+        None => (text.strip_suffix('s').unwrap_or(text), 1),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(factor))
+        .map(Duration::from_secs)
+        .ok_or_else(|| "expected a whole number of seconds above zero, such as 30 or 2m".to_owned())
 }
 
 fn store_config<'a>(

@@ -65,6 +65,13 @@ pub enum Error {
     /// The server is at a bound it keeps on purpose; try again later (503).
     #[error("{0}")]
     Busy(String),
+    /// The client sent its request too slowly (408).
+    #[error("{0}")]
+    TimedOut(String),
+    /// This client (or address) has tried too often; wait `retry_after`
+    /// seconds (429).
+    #[error("{message}")]
+    Throttled { message: String, retry_after: u64 },
     /// A server this one relays to did not answer well (502), or in time (504).
     #[error("{message}")]
     Upstream { message: String, timed_out: bool },

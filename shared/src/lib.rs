@@ -24,6 +24,7 @@ pub mod statistics;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod throttle;
 pub mod timestamp;
 pub mod validation;
 pub mod webhooks;

@@ -17,7 +17,7 @@ use testflinger_shared::Error;
 
 use super::{no_content, ok_text};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{refuse_declared_length, JobId, JsonObject};
+use crate::extract::{body_error, refuse_declared_length, JobId, JsonObject};
 use crate::AppState;
 
 /// `POST /v1/result/{id}/artifact`: multipart, field `file`.
@@ -139,12 +139,13 @@ async fn upload(
 
 fn field_stream(field: Field<'_>) -> ByteStream<'_> {
     Box::pin(field.map_err(|e| {
-        let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            io::ErrorKind::FileTooLarge
-        } else {
-            io::ErrorKind::InvalidData
-        };
-        io::Error::new(kind, e.body_text())
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return io::Error::new(io::ErrorKind::FileTooLarge, e.body_text());
+        }
+        match body_error(&e) {
+            Error::TimedOut(message) => io::Error::new(io::ErrorKind::TimedOut, message),
+            _ => io::Error::new(io::ErrorKind::InvalidData, e.body_text()),
+        }
     }))
 }
 
@@ -155,6 +156,8 @@ fn multipart_error(error: MultipartError, limit: u64) -> ApiError {
             limit,
         }
         .into()
+    } else if let timed_out @ Error::TimedOut(_) = body_error(&error) {
+        timed_out.into()
     } else {
         Error::BadRequest(format!(
             "The multipart body could not be read: {}.",

@@ -10,7 +10,7 @@ use testflinger_shared::app::clients::Tokens;
 use testflinger_shared::Timestamp;
 
 use crate::error::ApiResult;
-use crate::extract::JsonObject;
+use crate::extract::{JsonObject, SourceAddress};
 use crate::AppState;
 
 /// `client_id:client_secret` from HTTP Basic.
@@ -43,11 +43,12 @@ fn tokens_view(tokens: Tokens) -> Value {
 /// `POST /v1/oauth2/token` with HTTP Basic `client_id:client_secret`.
 pub async fn issue_token(
     State(state): State<AppState>,
+    SourceAddress(address): SourceAddress,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let tokens = state
         .app
-        .login(basic_credentials(&headers), Timestamp::now())
+        .login(basic_credentials(&headers), address, Timestamp::now())
         .await?;
     Ok(Json(tokens_view(tokens)))
 }

@@ -107,6 +107,35 @@ async fn token_refuses_bad_credentials_with_401() {
 }
 
 #[tokio::test]
+async fn repeated_wrong_secrets_are_throttled_with_429_without_holding_up_other_clients() {
+    let server = standard().await;
+    for id in ["ci", "other"] {
+        server
+            .add_client(id, &secret_of(id), Role::Contributor, |_| {})
+            .await;
+    }
+    // A few mistakes are free; the one after closes the door for a second.
+    for _ in 0..=testflinger_shared::throttle::CLIENT_FREE_FAILURES {
+        server
+            .login("ci", "not-the-right-secret")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED);
+    }
+    // While it is closed, even the right secret waits (it is not checked).
+    let throttled = server.login("ci", &secret_of("ci")).await;
+    let message = throttled.assert_error(StatusCode::TOO_MANY_REQUESTS)["message"].to_string();
+    assert!(message.contains("try again"), "{message}");
+    let retry_after: u64 = throttled.headers[axum::http::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Another client logs in as usual meanwhile.
+    server.login("other", &secret_of("other")).await.ok_json();
+}
+
+#[tokio::test]
 async fn refresh_gives_a_new_access_token_that_works() {
     let server = standard().await;
     let (_, refresh_token) = login_pair(&server, "mgr", Role::Manager).await;
@@ -274,6 +303,24 @@ async fn an_expired_token_is_401() {
     submit(&server, Some(&token), json!({"job_queue": "q"}))
         .await
         .assert_error(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_token_issued_an_hour_ahead_is_401() {
+    let server = standard().await;
+    server
+        .add_client("ci", &secret_of("ci"), Role::Contributor, |_| {})
+        .await;
+    let hour_ahead = Timestamp::now().plus_seconds(3_600);
+    let token =
+        TokenKeys::new(SIGNING_KEY.as_bytes(), 0).issue("ci", Role::Contributor, hour_ahead);
+    let answer = submit(&server, Some(&token), json!({"job_queue": "q"})).await;
+    answer.assert_error(StatusCode::UNAUTHORIZED);
+    assert!(
+        answer.text().contains("issued in the future"),
+        "{}",
+        answer.text()
+    );
 }
 
 #[tokio::test]

@@ -25,8 +25,24 @@ impl Server {
 
     /// Starts the harness with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Self::start_in(Command::new(BINARY), env)
+    }
+
+    /// Starts the harness under `sh` with its open-file limit set by
+    /// `ulimit` first (`-Sn 256` lowers the soft limit only, `-n 64` both).
+    pub fn start_with_ulimit(ulimit: &str, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit {ulimit} && exec \"$0\" \"$@\""),
+            BINARY,
+        ]);
+        Self::start_in(command, env)
+    }
+
+    fn start_in(mut command: Command, env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BINARY)
+        let mut child = command
             .args(["--bind", "127.0.0.1:0"])
             .current_dir(data.path())
             .env("TESTFLINGER_DATA_DIR", data.path().join("data"))
@@ -54,6 +70,20 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The `host:port` the harness listens on.
+    pub fn address(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    /// Whether a log line so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(text))
     }
 }
 

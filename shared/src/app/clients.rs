@@ -2,6 +2,7 @@
 //! client permissions (one update flow for the API and the operator's
 //! `create-client`), and restricted queues.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -86,7 +87,9 @@ impl App {
     /// loaded fresh from the store, so that a deleted client or a changed
     /// role takes effect at once: expired → 401 (the clients refresh and
     /// replay), forged or garbage → 403, a client that is gone → 401.
-    pub async fn identify(&self, bearer_token: Option<&str>) -> Result<Caller> {
+    /// A token issued ahead of `now` by more than the leeway is refused
+    /// like an expired one.
+    pub async fn identify(&self, bearer_token: Option<&str>, now: Timestamp) -> Result<Caller> {
         let Some(token) = bearer_token else {
             return Ok(Caller::anonymous());
         };
@@ -96,9 +99,14 @@ impl App {
                     .into(),
             ));
         };
-        let claims = keys.verify(token).map_err(|e| match e {
+        let claims = keys.verify(token, now).map_err(|e| match e {
             TokenError::Expired => Error::Unauthorized(
                 "The access token has expired; get a new one from /v1/oauth2/refresh.".into(),
+            ),
+            TokenError::IssuedAhead => Error::Unauthorized(
+                "The access token was issued in the future (beyond the allowed clock skew); \
+                 get a new one from /v1/oauth2/refresh."
+                    .into(),
             ),
             TokenError::Invalid => Error::Forbidden("The access token is not valid.".into()),
         })?;
@@ -114,10 +122,13 @@ impl App {
     }
 
     /// `POST /v1/oauth2/token`: a login with a client id and secret
-    /// (`None` when the request carried none).
+    /// (`None` when the request carried none), from `address` when known.
+    /// Repeated failures for a client id or from an address are throttled
+    /// (429, [`crate::throttle`]) before any secret is checked.
     pub async fn login(
         &self,
         credentials: Option<(String, String)>,
+        address: Option<IpAddr>,
         now: Timestamp,
     ) -> Result<Tokens> {
         let keys = self.token_keys()?;
@@ -126,6 +137,7 @@ impl App {
                 "Give the client id and secret with HTTP Basic authentication.".into(),
             ));
         };
+        self.logins.check(&client_id, address, now)?;
         let client = self.store.get_client(&client_id).await?;
         let stored = client.as_ref().map(|c| c.secret_hash.clone());
         // The decoy is made (once) inside the slow-hash pool too, never on
@@ -135,12 +147,14 @@ impl App {
         })
         .await?;
         let Some(client) = client.filter(|_| matches) else {
+            self.logins.failed(&client_id, address, now);
             // Debug formatting escapes whatever the caller put in the id.
-            tracing::info!(client_id = ?client_id, "token refused: invalid client id or secret");
+            tracing::info!(client_id = ?client_id, ?address, "token refused: invalid client id or secret");
             return Err(Error::Unauthorized(
                 "Invalid client id or client secret.".into(),
             ));
         };
+        self.logins.succeeded(&client.client_id);
         let refresh_token = new_refresh_token();
         self.store
             .insert_refresh_token(&RefreshToken {

@@ -62,6 +62,8 @@ pub struct Settings {
     /// (presigned URLs) instead of through this process: on under Lambda,
     /// whose payloads are capped at 6 MB; off in the harness, which streams.
     pub direct_transfers: bool,
+    /// Bytes of request bodies all requests may hold in memory at once.
+    pub buffer_budget: u64,
 }
 
 impl Settings {
@@ -78,6 +80,7 @@ impl Settings {
             webhook_urls: auth.trusted_webhook_urls(),
             webhook_auth: auth.webhook_auth.clone(),
             direct_transfers: false,
+            buffer_budget: config.serving.buffer_budget,
         }
     }
 }
@@ -89,6 +92,7 @@ pub struct App {
     blobs: Arc<dyn BlobStore>,
     settings: Settings,
     webhooks: Option<Arc<dyn WebhookSender>>,
+    logins: crate::throttle::LoginThrottle,
 }
 
 impl App {
@@ -98,6 +102,7 @@ impl App {
             blobs: backends.blobs,
             settings,
             webhooks: None,
+            logins: Default::default(),
         }
     }
 

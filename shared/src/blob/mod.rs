@@ -129,6 +129,8 @@ pub(crate) fn body_error(error: io::Error, limit: u64) -> crate::Error {
             what: "the upload",
             limit,
         }
+    } else if error.kind() == io::ErrorKind::TimedOut {
+        crate::Error::TimedOut(error.to_string())
     } else {
         crate::Error::BadRequest(format!("The upload was interrupted: {error}"))
     }

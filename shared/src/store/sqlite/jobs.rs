@@ -8,22 +8,48 @@ pub(super) const JOB_COLUMNS: &str =
 
 /// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
 /// and [`Store::insert_jobs`] (which count it, in the same transaction).
-pub(super) fn insert_job_row(conn: &Connection, job: &NewJob) -> rusqlite::Result<()> {
-    let exclude = (!job.exclude_agents.is_empty())
-        .then(|| Value::from(job.exclude_agents.clone()).to_string());
+/// A new job's row, its data already serialized: a large job is then
+/// never copied whole on its way to the writer thread.
+#[derive(Clone)]
+pub(super) struct JobRow {
+    job_id: String,
+    job_queue: String,
+    job_priority: i64,
+    created_at: i64,
+    attachments_status: Option<&'static str>,
+    exclude_agents: Option<String>,
+    job_data: String,
+}
+
+impl JobRow {
+    pub(super) fn of(job: &NewJob) -> JobRow {
+        JobRow {
+            job_id: job.job_id.to_string(),
+            job_queue: job.job_queue.clone(),
+            job_priority: job.job_priority,
+            created_at: job.created_at.millis(),
+            attachments_status: job.attachments_status.map(AttachmentsStatus::as_str),
+            exclude_agents: (!job.exclude_agents.is_empty())
+                .then(|| Value::from(job.exclude_agents.clone()).to_string()),
+            job_data: to_json(&job.job_data),
+        }
+    }
+}
+
+pub(super) fn insert_job_row(conn: &Connection, job: &JobRow) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO jobs (job_id, job_queue, job_priority, state, created_at, \
          attachments_status, exclude_agents, job_data, updated_at) \
          VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?4)",
     )?
     .execute(params![
-        job.job_id.to_string(),
+        job.job_id,
         job.job_queue,
         job.job_priority,
-        job.created_at.millis(),
-        job.attachments_status.map(AttachmentsStatus::as_str),
-        exclude,
-        to_json(&job.job_data),
+        job.created_at,
+        job.attachments_status,
+        job.exclude_agents,
+        job.job_data,
     ])?;
     Ok(())
 }
@@ -108,12 +134,12 @@ pub(super) fn claim_values(request: &ClaimRequest, now: Timestamp) -> Vec<rusqli
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn insert_job(&self, job: &NewJob) -> Result<()> {
-        let job = job.clone();
+        let (row, key) = (JobRow::of(job), CounterKey::of(job));
         // The job and its count: one transaction, so both or neither.
         self.write("storing a job", move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            insert_job_row(&tx, &job)?;
-            super::statistics::count_jobs(&tx, &CounterKey::of(&job), 1)?;
+            insert_job_row(&tx, &row)?;
+            super::statistics::count_jobs(&tx, &key, 1)?;
             tx.commit()
         })
         .await
@@ -123,15 +149,16 @@ impl JobStore for SqliteStore {
         if jobs.is_empty() {
             return Ok(());
         }
-        let jobs = jobs.to_vec();
+        let rows: Vec<JobRow> = jobs.iter().map(JobRow::of).collect();
+        let counts = CounterKey::tally(jobs);
         // One transaction: one commit (and one WAL sync) for the batch.
         self.write("storing jobs", move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for job in &jobs {
-                insert_job_row(&tx, job)?;
+            for row in &rows {
+                insert_job_row(&tx, row)?;
             }
-            for (key, count) in CounterKey::tally(&jobs) {
-                super::statistics::count_jobs(&tx, &key, count)?;
+            for (key, count) in &counts {
+                super::statistics::count_jobs(&tx, key, *count)?;
             }
             tx.commit()
         })
