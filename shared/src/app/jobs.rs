@@ -145,6 +145,12 @@ impl App {
                 "Agent not identified: post to /v1/agents/data/{name} first for the agent_name cookie.".into(),
             ));
         }
+        // The agent named must be the caller's own (or a name no client
+        // owns yet, which becomes the caller's): 403 otherwise.
+        if let Some(agent) = &agent_name {
+            self.check_agent_identity(caller, agent, super::agents::Binding::Bind, now)
+                .await?;
+        }
         // Drain: an agent commanded into maintenance or offline takes no
         // new job (its running one finishes normally).
         if let Some(agent) = &agent_name {
