@@ -38,8 +38,12 @@ use Role::{Admin as A, Agent as G, Contributor as C, Manager as M};
 
 /// Submit, read, cancel, search, queue and agent reads.
 pub const AMC: Access = Access::Roles(&[A, M, C]);
-/// What only agents do: claim, results, logs, artifacts, attachments.
+/// What only agents do: claim, attachments, provision logs.
 pub const AGENT: Access = Access::Roles(&[G]);
+/// Posts about a running job (results, logs, live output, artifacts, job
+/// events): the agent that claimed it, or an admin (who may close out a
+/// job whose agent is gone); the use case checks which client claimed it.
+pub const AGENT_OR_ADMIN: Access = Access::Roles(&[A, G]);
 /// Agent writes that admins and managers may also make (agent state,
 /// advertised queues and images).
 pub const AMG: Access = Access::Roles(&[A, M, G]);

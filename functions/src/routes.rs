@@ -17,7 +17,9 @@ use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{authorize, Access, ADMIN, AGENT, AGENT_ONLY, AM, AMC, AMG, ANYONE};
+use crate::auth::{
+    authorize, Access, ADMIN, AGENT, AGENT_ONLY, AGENT_OR_ADMIN, AM, AMC, AMG, ANYONE,
+};
 use crate::budget;
 use crate::handlers::{
     agents, artifacts, clients, events, jobs, logs, meta, oauth, queues, results, secrets,
@@ -71,7 +73,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         POST,
         "/v1/result/{id}",
         results::post_result,
-        AGENT
+        AGENT_OR_ADMIN
     ),
     endpoint!(
         "result-get",
@@ -166,6 +168,13 @@ pub static ENDPOINTS: &[Endpoint] = &[
         ADMIN
     ),
     endpoint!(
+        "agent-v2-owner",
+        PUT,
+        "/v2/agents/{name}/owner",
+        agents::assign_agent_owner,
+        ADMIN
+    ),
+    endpoint!(
         "provision-log-post",
         POST,
         "/v1/agents/provision_logs/{name}",
@@ -205,7 +214,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         POST,
         "/v1/result/{id}/log/{log_type}",
         logs::post_log,
-        AGENT
+        AGENT_OR_ADMIN
     ),
     endpoint!(
         "log-get",
@@ -219,7 +228,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         POST,
         "/v1/result/{id}/output",
         logs::post_legacy_output,
-        AGENT
+        AGENT_OR_ADMIN
     ),
     endpoint!(
         "legacy-output-get",
@@ -233,7 +242,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         POST,
         "/v1/result/{id}/serial_output",
         logs::post_legacy_serial,
-        AGENT
+        AGENT_OR_ADMIN
     ),
     endpoint!(
         "legacy-serial-get",
@@ -247,7 +256,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         POST,
         "/v1/result/{id}/artifact",
         artifacts::upload_artifact,
-        AGENT
+        AGENT_OR_ADMIN
     ),
     endpoint!(
         "artifact-download",
@@ -261,7 +270,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         POST,
         "/v1/result/{id}/artifact/upload-url",
         artifacts::artifact_upload_url,
-        AGENT
+        AGENT_OR_ADMIN
     ),
     endpoint!(
         "agent-queues-post",
@@ -296,7 +305,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         POST,
         "/v1/job/{id}/events",
         events::relay_events,
-        AGENT
+        AGENT_OR_ADMIN
     ),
     endpoint!(
         "oauth-token",

@@ -8,7 +8,7 @@ use testflinger_shared::agents::{
     Agent, COMMANDED_MODE, COMMANDED_MODE_CHANGED_AT, COMMANDED_MODE_CHANGED_BY, COMMENT, JOB_ID,
     MODE, MODE_CHANGED_AT, STATE, STATE_CHANGED_AT,
 };
-use testflinger_shared::app::agents::Agents;
+use testflinger_shared::app::agents::{Agents, OwnerChange};
 use testflinger_shared::app::events::TargetOutcome;
 use testflinger_shared::app::jobs::Claimed;
 use testflinger_shared::app::results::JobResult;
@@ -261,6 +261,16 @@ pub fn agent_v2(agent: &Agent, restricted: &[RestrictedQueue], job: Option<&Job>
 }
 
 /// Agents in the v2 view.
+/// `PUT /v2/agents/{name}/owner`: `{"name", "client_id", "previous_client_id"}`
+/// (`null` for a released or a formerly free name).
+pub fn agent_owner_change(change: &OwnerChange) -> Value {
+    json!({
+        "name": change.name,
+        "client_id": change.client_id,
+        "previous_client_id": change.previous.as_ref().map(|o| o.client_id.as_str()),
+    })
+}
+
 pub fn agents_v2(listing: &Agents) -> Vec<Value> {
     listing
         .agents

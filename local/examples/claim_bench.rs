@@ -170,6 +170,7 @@ async fn main() {
         let request = ClaimRequest {
             queues: vec!["bench".into()],
             agent_name: Some("raw".into()),
+            client_id: None,
         };
         let started = Instant::now();
         let mut tasks = Vec::new();

@@ -852,3 +852,45 @@ mod agent_tests {
         assert_eq!(items.len(), 100);
     }
 }
+
+/// The form in which agent names are compared for ownership and for a
+/// job's `exclude_agents`: ASCII letters folded to lower case (agent names
+/// are ASCII; the same folding as SQLite's `lower()` and MongoDB's
+/// `$toLower`), so that `DEV1` is the same agent as `dev1`.
+pub fn agent_name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// Whether a job's `exclude_agents` list names `agent`, case-insensitively.
+pub fn excludes(exclude_agents: &[Value], agent: &str) -> bool {
+    let key = agent_name_key(agent);
+    exclude_agents
+        .iter()
+        .filter_map(Value::as_str)
+        .any(|excluded| agent_name_key(excluded) == key)
+}
+
+/// Which client an agent name belongs to: the first agent client that
+/// registered it (posted its data) or claimed with it, unless an admin
+/// assigned it since. Names are matched by [`agent_name_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentOwner {
+    /// The name as it was spelled when it was bound.
+    pub name: String,
+    pub client_id: String,
+    pub bound_at: Timestamp,
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn names_match_whatever_their_case() {
+        assert_eq!(agent_name_key("DEV1-Lab"), "dev1-lab");
+        let list = [json!("DEV1"), json!("other")];
+        assert!(excludes(&list, "dev1") && excludes(&list, "Dev1"));
+        assert!(!excludes(&list, "dev2"));
+        assert!(excludes(&[json!("dev1")], "DEV1"));
+    }
+}

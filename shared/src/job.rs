@@ -160,6 +160,10 @@ pub struct Job {
     pub attachments_status: Option<AttachmentsStatus>,
     pub job_data: Map<String, Value>,
     pub result_data: Map<String, Value>,
+    /// The client whose token claimed the job; `None` before the claim,
+    /// for an anonymous claim, and for jobs claimed before the server
+    /// recorded claimers.
+    pub claimed_by: Option<String>,
 }
 
 impl Job {

@@ -3,8 +3,10 @@
 //! or the error to send. The use cases load the records and call these;
 //! nothing here reads a store or a clock.
 
+use crate::agents::AgentOwner;
 use crate::app::Caller;
 use crate::clients::{Client, ClientUpdate, ANY_QUEUE};
+use crate::job::Job;
 use crate::role::{AuthMode, Role};
 use crate::{Error, Result};
 
@@ -206,6 +208,59 @@ pub fn may_receive_secrets(caller: &Caller) -> bool {
     caller.role() == Some(Role::Agent)
 }
 
+/// Whether the agent names the caller uses are bound to its client: an
+/// agent client's, outside the open mode (where anyone may act as any
+/// agent anonymously, so a binding would protect nothing, and the open
+/// mode keeps upstream's behaviour). Admins and managers act on any agent
+/// (the CLI's `admin set agent-status` posts agent data) and bind none.
+pub fn binds_agent_names(caller: &Caller, mode: AuthMode) -> bool {
+    mode != AuthMode::Open && caller.role() == Some(Role::Agent)
+}
+
+/// An agent client acts only under an agent name it owns (names compared
+/// whatever their case): it may not claim as, register or report for
+/// another client's agent.
+pub fn may_act_as_agent(caller: &Caller, name: &str, owner: &AgentOwner) -> Result<()> {
+    if caller.client_id() == Some(owner.client_id.as_str()) {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "Agent name '{name}' belongs to client '{}' (registered as '{}'): client '{}' may not act \
+         as that agent. Use an agent name of this client's own, or ask an admin to reassign it \
+         (PUT /v2/agents/{}/owner).",
+        owner.client_id,
+        owner.name,
+        caller.client_id().unwrap_or_default(),
+        owner.name,
+    )))
+}
+
+/// Posts about a job (results and its state, log fragments, live output,
+/// artifacts, job events) come from the client that claimed it, or an
+/// admin; outside the open mode, where anyone may post anonymously as
+/// before. A job claimed before claimers were recorded (or anonymously)
+/// has none: any client that reached the agent route may post, as before.
+/// A job that was never claimed has no agent to report on it.
+pub fn may_report_on_job(caller: &Caller, mode: AuthMode, job: &Job) -> Result<()> {
+    if mode == AuthMode::Open || caller.role() == Some(Role::Admin) {
+        return Ok(());
+    }
+    let job_id = job.job_id;
+    match (&job.claimed_by, job.started_at) {
+        (Some(claimer), _) if caller.client_id() == Some(claimer.as_str()) => Ok(()),
+        (Some(claimer), _) => Err(Error::Forbidden(format!(
+            "Job {job_id} was claimed by client '{claimer}': only that client or an admin may \
+             post about it, not client '{}'.",
+            caller.client_id().unwrap_or_default()
+        ))),
+        (None, Some(_)) => Ok(()),
+        (None, None) => Err(Error::Forbidden(format!(
+            "Job {job_id} has not been claimed: only the client whose agent claims it (or an \
+             admin) may post about it."
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,6 +448,76 @@ mod tests {
         assert_eq!(
             status(may_change_owner(&Caller::anonymous(), &contributor)),
             "401"
+        );
+    }
+
+    fn owner(client_id: &str) -> AgentOwner {
+        AgentOwner {
+            name: "dev1".into(),
+            client_id: client_id.into(),
+            bound_at: crate::Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn agent_clients_act_only_under_their_own_names_outside_the_open_mode() {
+        let agent = caller("lab-a", Role::Agent);
+        assert!(binds_agent_names(&agent, AuthMode::Standard));
+        assert!(binds_agent_names(&agent, AuthMode::Strict));
+        assert!(!binds_agent_names(&agent, AuthMode::Open));
+        for role in [Role::Admin, Role::Manager] {
+            assert!(!binds_agent_names(&caller("x", role), AuthMode::Standard));
+        }
+        assert!(!binds_agent_names(&Caller::anonymous(), AuthMode::Standard));
+        assert_eq!(
+            status(may_act_as_agent(&agent, "DEV1", &owner("lab-a"))),
+            "ok"
+        );
+        let Err(Error::Forbidden(message)) = may_act_as_agent(&agent, "DEV1", &owner("lab-b"))
+        else {
+            panic!("expected 403")
+        };
+        assert!(message.contains("belongs to client 'lab-b'"), "{message}");
+    }
+
+    #[test]
+    fn posts_about_a_job_come_from_its_claimer_or_an_admin() {
+        let mut job = Job {
+            job_id: uuid::Uuid::nil(),
+            job_queue: "q".into(),
+            job_priority: 0,
+            state: crate::job::JobState::Running,
+            created_at: crate::Timestamp::from_millis(0),
+            started_at: Some(crate::Timestamp::from_millis(1)),
+            attachments_status: None,
+            job_data: Default::default(),
+            result_data: Default::default(),
+            claimed_by: Some("lab-a".into()),
+        };
+        let (mine, other) = (caller("lab-a", Role::Agent), caller("lab-b", Role::Agent));
+        let check = |who: &Caller, mode, job: &Job| status(may_report_on_job(who, mode, job));
+        assert_eq!(check(&mine, AuthMode::Standard, &job), "ok");
+        assert_eq!(check(&other, AuthMode::Standard, &job), "403");
+        assert_eq!(check(&other, AuthMode::Strict, &job), "403");
+        assert_eq!(
+            check(&caller("a", Role::Admin), AuthMode::Standard, &job),
+            "ok"
+        );
+        assert_eq!(
+            check(&caller("m", Role::Manager), AuthMode::Standard, &job),
+            "403"
+        );
+        assert_eq!(check(&other, AuthMode::Open, &job), "ok");
+        assert_eq!(check(&Caller::anonymous(), AuthMode::Open, &job), "ok");
+        // Claimed before claimers were recorded: any agent client, as before.
+        job.claimed_by = None;
+        assert_eq!(check(&other, AuthMode::Standard, &job), "ok");
+        // Never claimed: nobody's to report on, but an admin's.
+        job.started_at = None;
+        assert_eq!(check(&mine, AuthMode::Standard, &job), "403");
+        assert_eq!(
+            check(&caller("a", Role::Admin), AuthMode::Standard, &job),
+            "ok"
         );
     }
 

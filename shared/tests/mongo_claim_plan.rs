@@ -64,6 +64,7 @@ async fn the_claim_is_one_bounded_index_scan_per_queue_and_no_sort() {
         let request = ClaimRequest {
             queues: queues.iter().map(|q| q.to_string()).collect(),
             agent_name: Some("plan-agent".into()),
+            client_id: Some("plan-client".into()),
         };
         let query = ClaimQuery::new(&request, Timestamp::now());
         let explained = database
@@ -147,6 +148,7 @@ async fn claims_work_on_a_database_that_setup_never_prepared() {
     let request = ClaimRequest {
         queues: vec!["bare".into()],
         agent_name: None,
+        client_id: None,
     };
     for expected in [ids[1], ids[0], ids[2]] {
         let claimed = store.claim_job(&request, now).await.expect("no error");

@@ -101,6 +101,20 @@ pub async fn command_agent_mode(
     Ok(Json(json!({"status": "OK"})))
 }
 
+/// `PUT /v2/agents/{name}/owner` `{"client_id": "<agent client>" | null}`:
+/// an admin reassigns (or releases) an agent name.
+pub async fn assign_agent_owner(
+    State(state): State<AppState>,
+    Segment(name): Segment,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let change = state
+        .app
+        .assign_agent_owner(&name, &body, Timestamp::now())
+        .await?;
+    Ok(Json(views::agent_owner_change(&change)))
+}
+
 /// `GET /v2/agents/data`
 pub async fn list_agents_v2(State(state): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
     Ok(Json(views::agents_v2(&state.app.list_agents_v2().await?)))
@@ -133,12 +147,13 @@ pub async fn get_agent(
 /// `POST /v1/agents/provision_logs/{name}`
 pub async fn post_provision_log(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     Segment(name): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     state
         .app
-        .post_provision_log(&name, &body, Timestamp::now())
+        .post_provision_log(&caller, &name, &body, Timestamp::now())
         .await?;
     Ok(ok_text())
 }

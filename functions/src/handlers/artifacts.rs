@@ -16,6 +16,7 @@ use testflinger_shared::blob::{BlobKey, ByteStream};
 use testflinger_shared::Error;
 
 use super::{no_content, ok_text};
+use crate::auth::CallerOf;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{body_error, refuse_declared_length, JobId, JsonObject};
 use crate::AppState;
@@ -23,12 +24,13 @@ use crate::AppState;
 /// `POST /v1/result/{id}/artifact`: multipart, field `file`.
 pub async fn upload_artifact(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     JobId(id): JobId,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
     refuse_declared_length(&headers, state.app.settings().limits.blob, MULTIPART_SLACK)?;
-    upload(&state, id, Upload::Artifact, multipart).await
+    upload(&state, id, Upload::Artifact(caller), multipart).await
 }
 
 /// `GET /v1/result/{id}/artifact`
@@ -67,6 +69,7 @@ pub async fn download_attachments(
 /// URL to which the agent `PUT`s the artifact straight into the object store.
 pub async fn artifact_upload_url(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     JobId(id): JobId,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
@@ -80,7 +83,7 @@ pub async fn artifact_upload_url(
             .into())
         }
     };
-    let upload = state.app.artifact_upload_url(id, size).await?;
+    let upload = state.app.artifact_upload_url(&caller, id, size).await?;
     Ok(Json(json!({
         "url": upload.url,
         "method": "PUT",
@@ -94,7 +97,8 @@ pub async fn artifact_upload_url(
 const MULTIPART_SLACK: u64 = 1 << 20;
 
 enum Upload {
-    Artifact,
+    /// An artifact, from this caller.
+    Artifact(testflinger_shared::app::Caller),
     Attachments,
 }
 
@@ -126,8 +130,8 @@ async fn upload(
             continue;
         }
         let body = field_stream(field);
-        match kind {
-            Upload::Artifact => state.app.upload_artifact(id, body).await?,
+        match &kind {
+            Upload::Artifact(caller) => state.app.upload_artifact(caller, id, body).await?,
             Upload::Attachments => {
                 state.app.upload_attachments(id, body).await?;
                 0

@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use testflinger_shared::app::RelayAnswer;
 
+use crate::auth::CallerOf;
 use crate::error::ApiResult;
 use crate::extract::{JobId, JsonObject};
 use crate::{views, AppState};
@@ -18,10 +19,11 @@ use crate::{views, AppState};
 /// `POST /v1/job/{id}/events`
 pub async fn relay_events(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     JobId(id): JobId,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let answer = match state.app.relay_events(id, body).await? {
+    let answer = match state.app.relay_events(&caller, id, body).await? {
         RelayAnswer::Passthrough(answer) => answer,
         RelayAnswer::Summary(outcomes) => {
             return Ok(Json(views::relay_summary(&outcomes)).into_response())

@@ -10,6 +10,7 @@ use testflinger_shared::logs::{LegacyStream, LogType};
 use testflinger_shared::Timestamp;
 
 use super::{no_content, ok_text, text};
+use crate::auth::CallerOf;
 use crate::error::ApiResult;
 use crate::extract::{read_limited, JobId, JsonObject, Segment};
 use crate::{query, views, AppState};
@@ -17,13 +18,14 @@ use crate::{query, views, AppState};
 /// `POST /v1/result/{id}/log/{output|serial}`
 pub async fn post_log(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     JobId(id): JobId,
     Segment(log_type): Segment,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     state
         .app
-        .post_log(id, &log_type, &body, Timestamp::now())
+        .post_log(&caller, id, &log_type, &body, Timestamp::now())
         .await?;
     Ok(ok_text())
 }
@@ -44,19 +46,21 @@ pub async fn get_log(
 /// `POST /v1/result/{id}/output` (legacy): the raw body is appended.
 pub async fn post_legacy_output(
     state: State<AppState>,
+    caller: CallerOf,
     id: JobId,
     body: Body,
 ) -> ApiResult<Response> {
-    append_legacy(state, id, LegacyStream::Output, body).await
+    append_legacy(state, caller, id, LegacyStream::Output, body).await
 }
 
 /// `POST /v1/result/{id}/serial_output` (legacy).
 pub async fn post_legacy_serial(
     state: State<AppState>,
+    caller: CallerOf,
     id: JobId,
     body: Body,
 ) -> ApiResult<Response> {
-    append_legacy(state, id, LegacyStream::SerialOutput, body).await
+    append_legacy(state, caller, id, LegacyStream::SerialOutput, body).await
 }
 
 /// `GET /v1/result/{id}/output` (legacy): what is new since the last read.
@@ -81,6 +85,7 @@ pub async fn get_legacy_serial(
 
 async fn append_legacy(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     JobId(id): JobId,
     stream: LegacyStream,
     body: Body,
@@ -89,7 +94,7 @@ async fn append_legacy(
     let text = String::from_utf8_lossy(&bytes);
     state
         .app
-        .append_live_output(id, stream, &text, Timestamp::now())
+        .append_live_output(&caller, id, stream, &text, Timestamp::now())
         .await?;
     Ok(ok_text())
 }

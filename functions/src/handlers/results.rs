@@ -7,6 +7,7 @@ use serde_json::Value;
 use testflinger_shared::Timestamp;
 
 use super::{no_content, ok_text};
+use crate::auth::CallerOf;
 use crate::error::ApiResult;
 use crate::extract::{JobId, JsonObject};
 use crate::{views, AppState};
@@ -14,10 +15,14 @@ use crate::{views, AppState};
 /// `POST /v1/result/{id}`
 pub async fn post_result(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     JobId(id): JobId,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    state.app.post_result(id, body, Timestamp::now()).await?;
+    state
+        .app
+        .post_result(&caller, id, body, Timestamp::now())
+        .await?;
     Ok(ok_text())
 }
 

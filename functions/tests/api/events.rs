@@ -145,12 +145,27 @@ async fn post_events(server: &Server, token: &str, id: &str, body: &Value) -> Re
         .await
 }
 
+/// A job submitted, and claimed by the agent of `agent` (only the client
+/// that claimed a job posts its events); its id.
+async fn submit_claimed(server: &Server, agent: &str, job: Value) -> String {
+    let queue = job["job_queue"].as_str().unwrap().to_owned();
+    let id = server.submit(job).await;
+    let claimed = claim(server, &queue, Some(agent), Some("a1"))
+        .await
+        .ok_json();
+    assert_eq!(claimed["job_id"], json!(id));
+    id
+}
+
 /// A job whose webhook is `webhook`, and its events posted by an agent.
 async fn relay(server: &Server, webhook: &str) -> Reply {
     let agent = agent_token(server).await;
-    let id = server
-        .submit(json!({"job_queue": "q", "job_status_webhook": webhook}))
-        .await;
+    let id = submit_claimed(
+        server,
+        &agent,
+        json!({"job_queue": "q", "job_status_webhook": webhook}),
+    )
+    .await;
     post_events(server, &agent, &id, &events_body(webhook)).await
 }
 
@@ -159,9 +174,12 @@ async fn relay(server: &Server, webhook: &str) -> Reply {
 /// the body (never used); the job's id and the answer.
 async fn relay_to(server: &Server, webhooks: Value) -> (String, Reply) {
     let agent = agent_token(server).await;
-    let id = server
-        .submit(json!({"job_queue": "q", "job_status_webhook": webhooks}))
-        .await;
+    let id = submit_claimed(
+        server,
+        &agent,
+        json!({"job_queue": "q", "job_status_webhook": webhooks}),
+    )
+    .await;
     let mut body = events_body("http://127.0.0.1:9/not-this-one");
     body["job_status_webhooks"] = json!(["http://127.0.0.1:9/nor-this-one"]);
     let reply = post_events(server, &agent, &id, &body).await;
@@ -249,9 +267,12 @@ async fn job_events_follow_the_jobs_webhook_not_the_bodys() {
     let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
     let agent = agent_token(&server).await;
     let untrusted = format!("http://localhost:{}/hook", hook.port);
-    let id = server
-        .submit(json!({"job_queue": "q", "job_status_webhook": untrusted}))
-        .await;
+    let id = submit_claimed(
+        &server,
+        &agent,
+        json!({"job_queue": "q", "job_status_webhook": untrusted}),
+    )
+    .await;
     post_events(&server, &agent, &id, &events_body(&hook.url()))
         .await
         .assert_error(StatusCode::FORBIDDEN);
@@ -263,7 +284,7 @@ async fn job_events_need_the_jobs_own_webhook() {
     let hook = start_hook(HookAnswer::Status(200)).await;
     let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
     let agent = agent_token(&server).await;
-    let id = server.submit(json!({"job_queue": "q"})).await;
+    let id = submit_claimed(&server, &agent, json!({"job_queue": "q"})).await;
     post_events(&server, &agent, &id, &events_body(&hook.url()))
         .await
         .assert_invalid_fields(&["job_status_webhook"]);
@@ -296,9 +317,12 @@ async fn job_events_that_are_not_a_list_are_422() {
     let hook = start_hook(HookAnswer::Status(200)).await;
     let server = relay_server(Some(format!("http://127.0.0.1:{}", hook.port))).await;
     let agent = agent_token(&server).await;
-    let id = server
-        .submit(json!({"job_queue": "q", "job_status_webhook": hook.url()}))
-        .await;
+    let id = submit_claimed(
+        &server,
+        &agent,
+        json!({"job_queue": "q", "job_status_webhook": hook.url()}),
+    )
+    .await;
     let mut body = events_body(&hook.url());
     body["events"] = json!({"event_name": "job_start"});
     post_events(&server, &agent, &id, &body)
@@ -423,15 +447,18 @@ async fn default_and_mattermost_webhooks_of_one_job_are_each_spoken_to_in_their_
     let hook = start_hook(HookAnswer::Status(200)).await;
     let server = relay_server(Some(base(&hook))).await;
     let agent = agent_token(&server).await;
-    let id = server
-        .submit(json!({
+    let id = submit_claimed(
+        &server,
+        &agent,
+        json!({
             "job_queue": "q",
             "job_status_webhook": [
                 {"url": format!("{}?to=chat", hook.url()), "type": "mattermost"},
                 format!("{}?to=ci", hook.url()),
             ],
-        }))
-        .await;
+        }),
+    )
+    .await;
     let mut body = events_body(&hook.url());
     body["events"] = json!([
         {"event_name": "job_start", "timestamp": "2026-11-25T10:00:00Z", "detail": ""},

@@ -8,6 +8,7 @@
 mod common;
 mod support;
 
+mod agent_identity;
 mod agents;
 mod artifacts;
 mod clients;

@@ -9,10 +9,11 @@ use super::App;
 use super::Caller;
 use crate::agents::{
     validate_agent_name, validate_agent_update, validate_agent_update_v2, validate_commanded_mode,
-    validate_images, validate_provision_entry, validate_queues, Agent,
+    validate_images, validate_provision_entry, validate_queues, Agent, AgentOwner,
 };
 use crate::clients::RestrictedQueue;
 use crate::job::Job;
+use crate::permissions;
 use crate::role::Role;
 use crate::{Error, Result, Timestamp};
 
@@ -40,6 +41,25 @@ fn unknown_agent(name: &str) -> Error {
     Error::NotFound(format!("Agent '{name}' does not exist."))
 }
 
+/// What an admin's reassignment of an agent name did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerChange {
+    pub name: String,
+    /// The owner now; `None`: released.
+    pub client_id: Option<String>,
+    pub previous: Option<AgentOwner>,
+}
+
+/// Whether an agent client may take a name it does not own yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Binding {
+    /// A free name becomes the caller's (registration, the claim).
+    Bind,
+    /// A free name stays free (a provision log: nothing is written for an
+    /// unknown agent).
+    CheckOnly,
+}
+
 impl App {
     /// `POST /v1/agents/data/{name}`: creates or updates the agent; a flat
     /// `state` is folded into mode and sub-state.
@@ -52,8 +72,114 @@ impl App {
     ) -> Result<()> {
         validate_agent_name(name)?;
         let mut update = validate_agent_update(body)?;
+        self.check_agent_identity(caller, name, Binding::Bind, now)
+            .await?;
         update.by = changed_by(caller);
         self.store.upsert_agent(name, &update, now).await
+    }
+
+    /// Outside the open mode an agent client acts only under agent names
+    /// of its own ([`permissions::may_act_as_agent`]); a name no client
+    /// owns yet becomes the caller's (`Binding::Bind`). Admins, managers
+    /// and the open mode are not bound ([`permissions::binds_agent_names`]).
+    pub(super) async fn check_agent_identity(
+        &self,
+        caller: &Caller,
+        name: &str,
+        binding: Binding,
+        now: Timestamp,
+    ) -> Result<()> {
+        if !permissions::binds_agent_names(caller, self.settings.auth_mode) {
+            return Ok(());
+        }
+        let Some(client_id) = caller.client_id() else {
+            return Ok(());
+        };
+        // Every claim comes here: a read, and a write only the first time.
+        let owner = match self.store.agent_owner(name).await? {
+            Some(owner) => owner,
+            None if binding == Binding::CheckOnly => return Ok(()),
+            None => {
+                validate_agent_name(name)?;
+                let owner = self.store.bind_agent_name(name, client_id, now).await?;
+                if owner.client_id == client_id {
+                    tracing::info!(
+                        agent = name,
+                        client_id,
+                        "agent name bound to its first client"
+                    );
+                }
+                owner
+            }
+        };
+        let allowed = permissions::may_act_as_agent(caller, name, &owner);
+        if allowed.is_err() {
+            tracing::warn!(agent = name, client_id, owner = %owner.client_id, "agent name refused: another client's");
+        }
+        allowed
+    }
+
+    /// `PUT /v2/agents/{name}/owner` `{"client_id": "<agent client>" | null}`
+    /// (admins only): the name, matched whatever its case, becomes that
+    /// client's whoever held it, or (`null`) is released for the next
+    /// agent client that registers or claims with it. The agent need not
+    /// exist: a name may be assigned before its agent first starts.
+    pub async fn assign_agent_owner(
+        &self,
+        name: &str,
+        body: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<OwnerChange> {
+        validate_agent_name(name)?;
+        let mut fields = crate::validation::FieldErrors::new();
+        for key in body.keys().filter(|k| *k != "client_id") {
+            fields.add(key.clone(), "Unknown field.");
+        }
+        let client_id = match body.get("client_id") {
+            None => {
+                fields.add(
+                    "client_id",
+                    "Missing data for required field (null releases the name).",
+                );
+                None
+            }
+            Some(Value::Null) => None,
+            Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
+            Some(_) => {
+                fields.add(
+                    "client_id",
+                    "Must be a client id, or null to release the name.",
+                );
+                None
+            }
+        };
+        fields.into_result()?;
+        if let Some(id) = &client_id {
+            let client = self
+                .store
+                .get_client(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("Client '{id}' does not exist.")))?;
+            if client.role != Role::Agent {
+                return Err(Error::invalid_field(
+                    "client_id",
+                    format!(
+                        "Client '{id}' has the role {}: agent names belong to clients of the role agent.",
+                        client.role.as_str()
+                    ),
+                ));
+            }
+        }
+        let previous = self
+            .store
+            .set_agent_owner(name, client_id.as_deref(), now)
+            .await?;
+        tracing::info!(agent = name, client_id = ?client_id, previous = ?previous.as_ref().map(|o| &o.client_id), "agent name reassigned");
+        Ok(OwnerChange {
+            name: name.to_owned(),
+            client_id,
+            previous,
+        })
     }
 
     /// `POST /v2/agents/{name}/data`: the agent's own report of its mode
@@ -67,6 +193,8 @@ impl App {
     ) -> Result<()> {
         validate_agent_name(name)?;
         let mut update = validate_agent_update_v2(body)?;
+        self.check_agent_identity(caller, name, Binding::Bind, now)
+            .await?;
         update.by = changed_by(caller);
         self.store.upsert_agent(name, &update, now).await
     }
@@ -141,14 +269,17 @@ impl App {
     }
 
     /// `POST /v1/agents/provision_logs/{name}`: nothing is written for an
-    /// unknown agent.
+    /// unknown agent; only the agent's own client (or an operator) posts.
     pub async fn post_provision_log(
         &self,
+        caller: &Caller,
         name: &str,
         body: &Map<String, Value>,
         now: Timestamp,
     ) -> Result<()> {
         let entry = validate_provision_entry(body)?;
+        self.check_agent_identity(caller, name, Binding::CheckOnly, now)
+            .await?;
         if self.store.record_provision(name, &entry, now).await? {
             Ok(())
         } else {

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::App;
+use super::{App, Caller};
 use crate::blob::{Blob, BlobKey, ByteStream};
 use crate::job::{AttachmentsStatus, JobState};
+use crate::permissions;
 use crate::{Error, Result};
 
 /// Blobs above this size are redirected when transfers go direct: Lambda
@@ -49,11 +50,18 @@ fn job_not_found(job_id: Uuid) -> Error {
 }
 
 impl App {
-    /// `POST /v1/result/{id}/artifact`: streams `body` into the blob store.
-    pub async fn upload_artifact(&self, job_id: Uuid, body: ByteStream<'_>) -> Result<u64> {
-        if self.store.get_job(job_id).await?.is_none() {
+    /// `POST /v1/result/{id}/artifact`: streams `body` into the blob store;
+    /// from the job's claimer or an admin ([`permissions::may_report_on_job`]).
+    pub async fn upload_artifact(
+        &self,
+        caller: &Caller,
+        job_id: Uuid,
+        body: ByteStream<'_>,
+    ) -> Result<u64> {
+        let Some(job) = self.store.get_job(job_id).await? else {
             return Err(job_not_found(job_id));
-        }
+        };
+        permissions::may_report_on_job(caller, self.settings.auth_mode, &job)?;
         let key = BlobKey::artifact(job_id);
         let size = self
             .blobs
@@ -118,7 +126,12 @@ impl App {
     /// `POST /v1/result/{id}/artifact/upload-url` `{"size"}`: a presigned
     /// URL to which the agent `PUT`s the artifact straight into the object
     /// store, for deployments whose gateway caps request bodies.
-    pub async fn artifact_upload_url(&self, job_id: Uuid, size: u64) -> Result<PresignedUpload> {
+    pub async fn artifact_upload_url(
+        &self,
+        caller: &Caller,
+        job_id: Uuid,
+        size: u64,
+    ) -> Result<PresignedUpload> {
         let limit = self.settings.limits.blob;
         if size > limit {
             return Err(Error::TooLarge {
@@ -126,9 +139,10 @@ impl App {
                 limit,
             });
         }
-        if self.store.get_job(job_id).await?.is_none() {
+        let Some(job) = self.store.get_job(job_id).await? else {
             return Err(job_not_found(job_id));
-        }
+        };
+        permissions::may_report_on_job(caller, self.settings.auth_mode, &job)?;
         let key = BlobKey::artifact(job_id);
         match self
             .blobs

@@ -204,12 +204,14 @@ impl App {
     /// for nothing.
     pub async fn relay_events(
         &self,
+        caller: &super::Caller,
         job_id: Uuid,
         mut body: Map<String, Value>,
     ) -> Result<RelayAnswer> {
         let Some(job) = self.store.get_job(job_id).await? else {
             return Err(Error::NotFound(format!("Job {job_id} not found.")));
         };
+        crate::permissions::may_report_on_job(caller, self.settings.auth_mode, &job)?;
         if body.get("events").is_some_and(|e| !e.is_array()) {
             return Err(Error::invalid_field("events", "Must be a list of events."));
         }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{App, Caller};
+use crate::agents::agent_name_key;
 use crate::clients::check_submission;
 use crate::events::JobEvent;
 use crate::job::{validate_submission, Job, CLIENT_ID};
@@ -87,9 +88,10 @@ impl App {
     /// serves has none.
     async fn check_some_agent_may_run(&self, queue: &str, excluded: &[String]) -> Result<()> {
         let agents = self.store.list_agents().await?;
+        let excluded: Vec<String> = excluded.iter().map(|a| agent_name_key(a)).collect();
         let may_run = agents
             .iter()
-            .any(|a| a.queues().contains(&queue) && !excluded.contains(&a.name));
+            .any(|a| a.queues().contains(&queue) && !excluded.contains(&agent_name_key(&a.name)));
         if may_run {
             return Ok(());
         }
@@ -143,6 +145,12 @@ impl App {
                 "Agent not identified: post to /v1/agents/data/{name} first for the agent_name cookie.".into(),
             ));
         }
+        // The agent named must be the caller's own (or a name no client
+        // owns yet, which becomes the caller's): 403 otherwise.
+        if let Some(agent) = &agent_name {
+            self.check_agent_identity(caller, agent, super::agents::Binding::Bind, now)
+                .await?;
+        }
         // Drain: an agent commanded into maintenance or offline takes no
         // new job (its running one finishes normally).
         if let Some(agent) = &agent_name {
@@ -158,6 +166,7 @@ impl App {
         let request = ClaimRequest {
             queues: distinct,
             agent_name,
+            client_id: caller.client_id().map(str::to_owned),
         };
         let Some(job) = self.store.claim_job(&request, now).await? else {
             return Ok(None);

@@ -4,11 +4,13 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::App;
+use super::{App, Caller};
 use crate::events::result_events;
 use crate::job::Job;
 use crate::logs::{validate_fragment, LegacyStream, LogFragment, LogQuery, LogType};
+use crate::permissions;
 use crate::results::validate_result;
+use crate::role::AuthMode;
 use crate::{Error, Result, Timestamp};
 
 /// A job's result with its whole logs, for `GET /v1/result/{id}`.
@@ -24,15 +26,31 @@ fn job_not_found(job_id: Uuid) -> Error {
 }
 
 impl App {
+    /// Outside the open mode, whether the caller may post about the job
+    /// ([`permissions::may_report_on_job`]: its claimer or an admin). An
+    /// unknown job passes, for the store's own answer (404) to stand.
+    pub(super) async fn check_job_reporter(&self, caller: &Caller, job_id: Uuid) -> Result<()> {
+        let mode = self.settings.auth_mode;
+        if mode == AuthMode::Open {
+            return Ok(());
+        }
+        match self.store.get_job(job_id).await? {
+            Some(job) => permissions::may_report_on_job(caller, mode, &job),
+            None => Ok(()),
+        }
+    }
+
     /// `POST /v1/result/{id}`: merges the result; a reported state moves
     /// the job unless it is terminal (then it is only recorded).
     pub async fn post_result(
         &self,
+        caller: &Caller,
         job_id: Uuid,
         body: Map<String, Value>,
         now: Timestamp,
     ) -> Result<()> {
         let patch = validate_result(body)?;
+        self.check_job_reporter(caller, job_id).await?;
         let Some(change) = self.store.apply_result(job_id, &patch, now).await? else {
             return Err(job_not_found(job_id));
         };
@@ -64,6 +82,7 @@ impl App {
     /// stored fragment number changes nothing.
     pub async fn post_log(
         &self,
+        caller: &Caller,
         job_id: Uuid,
         log_type: &str,
         body: &Map<String, Value>,
@@ -71,6 +90,7 @@ impl App {
     ) -> Result<()> {
         let log_type = LogType::parse(log_type)?;
         let fragment = validate_fragment(body, self.settings.limits.log_fragment)?;
+        self.check_job_reporter(caller, job_id).await?;
         if self
             .store
             .append_log(job_id, log_type, &fragment, now)
@@ -98,11 +118,13 @@ impl App {
     /// `POST /v1/result/{id}/output` (legacy): appends raw text.
     pub async fn append_live_output(
         &self,
+        caller: &Caller,
         job_id: Uuid,
         stream: LegacyStream,
         text: &str,
         now: Timestamp,
     ) -> Result<()> {
+        self.check_job_reporter(caller, job_id).await?;
         if self
             .store
             .append_live_output(job_id, stream, text, now)

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
+use crate::agents::{Agent, AgentOwner, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::events::{JobEvent, ResultChange};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
@@ -34,22 +34,28 @@ pub const MAX_CLAIM_QUEUES: usize = 100;
 pub struct ClaimRequest {
     /// Distinct, non-empty queue names, at most [`MAX_CLAIM_QUEUES`].
     pub queues: Vec<String>,
-    /// The `agent_name` cookie, matched against each job's `exclude_agents`.
+    /// The `agent_name` cookie, matched against each job's `exclude_agents`
+    /// whatever the case of either.
     pub agent_name: Option<String>,
+    /// The client that claims (`None`: anonymous), recorded on the job as
+    /// its `claimed_by`: only that client (or an admin) may then post about it.
+    pub client_id: Option<String>,
 }
 
 impl ClaimRequest {
     /// The claim's eligibility rule (SPEC.md §7), defined once: a job is
     /// handed out only while `waiting`, on one of the requested queues,
-    /// with its attachments (if any) uploaded, and not excluding the agent.
-    /// Both stores encode it in their own query language; the conformance
-    /// suite checks each against this definition.
+    /// with its attachments (if any) uploaded, and not excluding the agent
+    /// (names compared by [`crate::agents::agent_name_key`]: an exclusion
+    /// of `dev1` also keeps out `DEV1`). Both stores encode it in their own
+    /// query language; the conformance suite checks each against this
+    /// definition.
     pub fn admits(&self, job: &Job) -> bool {
         let excluded = |agent: &String| {
             job.job_data
                 .get("exclude_agents")
                 .and_then(serde_json::Value::as_array)
-                .is_some_and(|list| list.iter().any(|a| a.as_str() == Some(agent)))
+                .is_some_and(|list| crate::agents::excludes(list, agent))
         };
         job.state == JobState::Waiting
             && self.queues.contains(&job.job_queue)
@@ -94,8 +100,9 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Atomically moves the best eligible job (SPEC.md §7) to `running` and
     /// returns it; `None` when nothing is eligible. Records `started_at`
-    /// (the wait is `started_at - created_at`). No two calls, from any
-    /// process, ever return the same job.
+    /// (the wait is `started_at - created_at`), the agent name as
+    /// `result_data.agent_id` and the claiming client as `claimed_by`. No
+    /// two calls, from any process, ever return the same job.
     async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>>;
 
     /// Moves a job that is not terminal to `cancelled` at `now`.
@@ -214,6 +221,34 @@ pub trait AgentStore: Send + Sync + 'static {
     /// Unlinks the agent from `job_id` (empty `job_id`, no `submitted_by`),
     /// only while it is still linked to that job.
     async fn clear_agent_job(&self, name: &str, job_id: Uuid, now: Timestamp) -> Result<()>;
+
+    /// The owner of an agent name, the name matched by
+    /// [`agent_name_key`](crate::agents::agent_name_key); `None` when no
+    /// client owns it. Owners are kept apart from agent records: a name
+    /// may be owned before its agent registers, and stays owned when its
+    /// record expires.
+    async fn agent_owner(&self, name: &str) -> Result<Option<AgentOwner>>;
+
+    /// Makes `client_id` the owner of `name` unless a client owns it
+    /// already (by [`agent_name_key`](crate::agents::agent_name_key)), in
+    /// one atomic step: of two first claims at once, one wins and both
+    /// are answered that owner.
+    async fn bind_agent_name(
+        &self,
+        name: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<AgentOwner>;
+
+    /// An admin's reassignment: `client_id` becomes the owner of `name`
+    /// whoever held it, or (`None`) the name is released, free for the next
+    /// agent client that uses it. Answers the previous owner.
+    async fn set_agent_owner(
+        &self,
+        name: &str,
+        client_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<AgentOwner>>;
 }
 
 #[async_trait]
@@ -245,10 +280,11 @@ pub trait ClientStore: Send + Sync + 'static {
     /// Creates or replaces a client whole; `true` when it was created.
     async fn put_client(&self, client: &Client) -> Result<bool>;
 
-    /// Deletes a client, its refresh tokens and its secrets, and removes it
-    /// from the owners of restricted queues (a queue keeps its restriction
-    /// even when this leaves it without owners: deleting a client must not
-    /// open a queue to everybody). `false` when it did not exist.
+    /// Deletes a client, its refresh tokens and its secrets, releases the
+    /// agent names it owns, and removes it from the owners of restricted
+    /// queues (a queue keeps its restriction even when this leaves it
+    /// without owners: deleting a client must not open a queue to
+    /// everybody). `false` when it did not exist.
     async fn delete_client(&self, client_id: &str) -> Result<bool>;
 
     /// Every restricted queue with its owners, by queue name.

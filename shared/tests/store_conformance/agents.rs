@@ -8,6 +8,9 @@ conformance!(
     concurrent_provisions_each_count_once,
     modes_and_states_are_stamped_when_they_change,
     commanded_modes_update_only_existing_agents,
+    agent_names_are_bound_once_whatever_the_case,
+    concurrent_first_binds_make_one_owner,
+    admins_reassign_and_release_agent_names,
 );
 
 async fn agents_are_upserted_and_keep_their_last_log_lines(store: Arc<dyn Store>) {
@@ -204,5 +207,89 @@ async fn commanded_modes_update_only_existing_agents(store: Arc<dyn Store>) {
         agent.fields["mode"],
         json!("online"),
         "the reported mode is the agent's"
+    );
+}
+
+async fn agent_names_are_bound_once_whatever_the_case(store: Arc<dyn Store>) {
+    assert_eq!(store.agent_owner("dev1").await.unwrap(), None);
+    let owner = store.bind_agent_name("dev1", "lab-a", t(1)).await.unwrap();
+    assert_eq!(
+        (
+            owner.name.as_str(),
+            owner.client_id.as_str(),
+            owner.bound_at
+        ),
+        ("dev1", "lab-a", t(1))
+    );
+    // Another spelling is the same name: the first owner stays.
+    let again = store.bind_agent_name("DEV1", "lab-b", t(2)).await.unwrap();
+    assert_eq!(again, owner);
+    assert_eq!(store.agent_owner("Dev1").await.unwrap(), Some(owner));
+    assert_eq!(store.agent_owner("dev10").await.unwrap(), None);
+    // Owners are not agents: no agent record was written.
+    assert!(store.get_agent("dev1").await.unwrap().is_none());
+}
+
+async fn concurrent_first_binds_make_one_owner(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = if i % 2 == 0 { "race" } else { "RACE" };
+            store
+                .bind_agent_name(name, &format!("client-{i}"), t(i))
+                .await
+                .unwrap()
+                .client_id
+        }));
+    }
+    let mut owners = HashSet::new();
+    for task in tasks {
+        owners.insert(task.await.unwrap());
+    }
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    let stored = store.agent_owner("race").await.unwrap().unwrap();
+    assert!(owners.contains(&stored.client_id));
+}
+
+async fn admins_reassign_and_release_agent_names(store: Arc<dyn Store>) {
+    // A free name may be assigned before its agent exists.
+    assert_eq!(
+        store
+            .set_agent_owner("dev2", Some("lab-a"), t(1))
+            .await
+            .unwrap(),
+        None
+    );
+    store.bind_agent_name("dev1", "lab-a", t(1)).await.unwrap();
+    let previous = store
+        .set_agent_owner("DEV1", Some("lab-b"), t(2))
+        .await
+        .unwrap()
+        .expect("it had an owner");
+    assert_eq!(previous.client_id, "lab-a");
+    let now = store.agent_owner("dev1").await.unwrap().unwrap();
+    assert_eq!((now.client_id.as_str(), now.bound_at), ("lab-b", t(2)));
+    // Released: the next agent client to use it takes it.
+    let released = store.set_agent_owner("dev1", None, t(3)).await.unwrap();
+    assert_eq!(released.map(|o| o.client_id).as_deref(), Some("lab-b"));
+    assert_eq!(store.agent_owner("dev1").await.unwrap(), None);
+    assert_eq!(
+        store.set_agent_owner("dev1", None, t(4)).await.unwrap(),
+        None
+    );
+    let next = store.bind_agent_name("Dev1", "lab-c", t(5)).await.unwrap();
+    assert_eq!(
+        (next.name.as_str(), next.client_id.as_str()),
+        ("Dev1", "lab-c")
+    );
+    assert_eq!(
+        store
+            .agent_owner("dev2")
+            .await
+            .unwrap()
+            .map(|o| o.client_id)
+            .as_deref(),
+        Some("lab-a")
     );
 }

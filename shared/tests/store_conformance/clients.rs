@@ -11,6 +11,7 @@ conformance!(
     concurrent_owners_all_join_one_restriction,
     a_client_deleted_while_made_an_owner_owns_nothing,
     concurrent_writes_of_one_record_agree,
+    deleting_a_client_releases_its_agent_names,
 );
 
 async fn clients_are_created_replaced_listed_and_deleted(store: Arc<dyn Store>) {
@@ -448,4 +449,23 @@ async fn concurrent_writes_of_one_record_agree(store: Arc<dyn Store>) {
     }
     assert!(allowed_queues(&store, "x").await.is_empty());
     assert!(allowed_queues(&store, "y").await.is_empty());
+}
+
+async fn deleting_a_client_releases_its_agent_names(store: Arc<dyn Store>) {
+    put_clients(&store, &["lab-a", "lab-b"]).await;
+    store.bind_agent_name("dev1", "lab-a", t(1)).await.unwrap();
+    store.bind_agent_name("dev2", "lab-a", t(1)).await.unwrap();
+    store.bind_agent_name("dev3", "lab-b", t(1)).await.unwrap();
+    assert!(store.delete_client("lab-a").await.unwrap());
+    assert_eq!(store.agent_owner("dev1").await.unwrap(), None);
+    assert_eq!(store.agent_owner("dev2").await.unwrap(), None);
+    assert_eq!(
+        store
+            .agent_owner("dev3")
+            .await
+            .unwrap()
+            .map(|o| o.client_id)
+            .as_deref(),
+        Some("lab-b")
+    );
 }

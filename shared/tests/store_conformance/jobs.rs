@@ -11,6 +11,8 @@ conformance!(
     the_claim_serves_every_requested_queue,
     a_batch_of_jobs_is_stored_in_order,
     the_claim_skips_jobs_that_exclude_the_agent,
+    the_claim_excludes_agents_whatever_the_case,
+    the_claim_records_the_claiming_client,
     the_claim_skips_jobs_waiting_for_attachments,
     the_claim_marks_the_job_running,
     concurrent_claims_hand_out_each_job_once,
@@ -160,6 +162,65 @@ async fn the_claim_skips_jobs_that_exclude_the_agent(store: Arc<dyn Store>) {
         claim_id(&store, &["q"], Some("dev-3")).await,
         Some(excluded)
     );
+}
+
+async fn the_claim_excludes_agents_whatever_the_case(store: Arc<dyn Store>) {
+    let excluded = insert(
+        &store,
+        json!({"job_queue": "q", "exclude_agents": ["DEV-1", "dev-2"]}),
+        1,
+    )
+    .await;
+    for agent in ["dev-1", "Dev-1", "DEV-2"] {
+        assert_eq!(claim_id(&store, &["q"], Some(agent)).await, None, "{agent}");
+    }
+    assert_eq!(
+        claim_id(&store, &["q"], Some("dev-3")).await,
+        Some(excluded)
+    );
+}
+
+async fn the_claim_records_the_claiming_client(store: Arc<dyn Store>) {
+    let first = insert(&store, json!({"job_queue": "q"}), 1).await;
+    let second = insert(&store, json!({"job_queue": "q"}), 2).await;
+    assert_eq!(
+        store.get_job(first).await.unwrap().unwrap().claimed_by,
+        None
+    );
+    let request = ClaimRequest {
+        client_id: Some("lab-a".into()),
+        ..claim(&["q"], Some("dev-1"))
+    };
+    let claimed = store
+        .claim_job(&request, t(10))
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(
+        (claimed.job_id, claimed.claimed_by.as_deref()),
+        (first, Some("lab-a"))
+    );
+    let stored = store.get_job(first).await.unwrap().unwrap();
+    assert_eq!(stored.claimed_by.as_deref(), Some("lab-a"));
+    assert_eq!(stored.agent_id(), Some("dev-1"));
+    // A result changes nothing of it, whatever the result says.
+    store
+        .apply_result(
+            first,
+            &patch(json!({"claimed_by": "lab-b", "job_state": "test"})),
+            t(11),
+        )
+        .await
+        .unwrap();
+    let stored = store.get_job(first).await.unwrap().unwrap();
+    assert_eq!(stored.claimed_by.as_deref(), Some("lab-a"));
+    // An anonymous claim (the open mode) records no client.
+    let anonymous = store
+        .claim_job(&claim(&["q"], None), t(12))
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!((anonymous.job_id, anonymous.claimed_by), (second, None));
 }
 
 async fn the_claim_skips_jobs_waiting_for_attachments(store: Arc<dyn Store>) {
@@ -528,6 +589,7 @@ async fn claims_follow_the_one_definition_of_eligibility_and_order(store: Arc<dy
         });
         match rng.below(8) {
             0 => body["exclude_agents"] = json!(["agent-a"]),
+            2 => body["exclude_agents"] = json!(["Agent-B", "other"]),
             1 => body["test_data"] = json!({"attachments": [{"agent": "f.txt"}]}),
             _ => {}
         }
@@ -538,7 +600,8 @@ async fn claims_follow_the_one_definition_of_eligibility_and_order(store: Arc<dy
         }
         model.push(store.get_job(id).await.unwrap().expect("stored"));
     }
-    let agents = [None, Some("agent-a"), Some("agent-b")];
+    // Names in any case: exclusions hold whatever the case of either.
+    let agents = [None, Some("agent-a"), Some("AGENT-A"), Some("agent-b")];
     let mut handed_out = 0;
     for _ in 0..150 {
         let asked: Vec<&str> = queues
@@ -549,7 +612,7 @@ async fn claims_follow_the_one_definition_of_eligibility_and_order(store: Arc<dy
         if asked.is_empty() {
             continue;
         }
-        let request = claim(&asked, agents[rng.below(3) as usize]);
+        let request = claim(&asked, agents[rng.below(4) as usize]);
         let expected = model
             .iter()
             .filter(|job| request.admits(job))

@@ -77,6 +77,7 @@ fn claim(queues: &[&str], agent: Option<&str>) -> ClaimRequest {
     ClaimRequest {
         queues: queues.iter().map(|q| q.to_string()).collect(),
         agent_name: agent.map(str::to_owned),
+        client_id: None,
     }
 }
 

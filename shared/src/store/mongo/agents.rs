@@ -54,6 +54,19 @@ pub(super) fn agent_from_document(mut document: Document) -> Agent {
     }
 }
 
+fn owner_from_document(document: &Document) -> AgentOwner {
+    AgentOwner {
+        name: document.get_str("name").unwrap_or_default().to_owned(),
+        client_id: document.get_str("client_id").unwrap_or_default().to_owned(),
+        bound_at: Timestamp::from_millis(
+            document
+                .get_datetime("bound_at")
+                .map(|d| d.timestamp_millis())
+                .unwrap_or(0),
+        ),
+    }
+}
+
 impl MongoStore {
     /// Writes an update: the stamps are computed on the agent as read just
     /// before (a concurrent change of the same field between the read and
@@ -205,5 +218,75 @@ impl AgentStore for MongoStore {
             .await
             .map_err(|e| Error::backend("unlinking an agent from its job", e))?;
         Ok(())
+    }
+
+    async fn agent_owner(&self, name: &str) -> Result<Option<AgentOwner>> {
+        let found = self
+            .agent_owners()
+            .find_one(doc! {"_id": agent_name_key(name)})
+            .await
+            .map_err(|e| Error::backend("reading an agent's owner", e))?;
+        Ok(found.as_ref().map(owner_from_document))
+    }
+
+    async fn bind_agent_name(
+        &self,
+        name: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<AgentOwner> {
+        let context = "binding an agent name";
+        let owners = self.agent_owners();
+        let bind = || {
+            owners
+                .find_one_and_update(
+                    doc! {"_id": agent_name_key(name)},
+                    doc! {"$setOnInsert": {"name": name, "client_id": client_id, "bound_at": date(now)}},
+                )
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+        };
+        let bound = match bind().await {
+            // Two first binds at once: the other insert won, so this one
+            // now finds the name owned.
+            Err(e) if is_duplicate_key(&e) => bind().await,
+            other => other,
+        }
+        .map_err(|e| Error::backend(context, e))?;
+        bound
+            .as_ref()
+            .map(owner_from_document)
+            .ok_or_else(|| Error::backend(context, "the upsert answered no document"))
+    }
+
+    async fn set_agent_owner(
+        &self,
+        name: &str,
+        client_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<AgentOwner>> {
+        let context = "reassigning an agent name";
+        let key = agent_name_key(name);
+        let owners = self.agent_owners();
+        let previous = match client_id {
+            Some(client_id) => {
+                let replace = || {
+                    owners
+                        .find_one_and_replace(
+                            doc! {"_id": &key},
+                            doc! {"_id": &key, "name": name, "client_id": client_id, "bound_at": date(now)},
+                        )
+                        .upsert(true)
+                        .return_document(ReturnDocument::Before)
+                };
+                match replace().await {
+                    Err(e) if is_duplicate_key(&e) => replace().await,
+                    other => other,
+                }
+            }
+            None => owners.find_one_and_delete(doc! {"_id": &key}).await,
+        }
+        .map_err(|e| Error::backend(context, e))?;
+        Ok(previous.as_ref().map(owner_from_document))
     }
 }

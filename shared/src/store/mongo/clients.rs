@@ -141,6 +141,11 @@ impl ClientStore for MongoStore {
             .delete_many(doc! {"client_id": client_id})
             .await
             .map_err(|e| Error::backend(context, e))?;
+        // Its agent names are free for the next agent client.
+        self.agent_owners()
+            .delete_many(doc! {"client_id": client_id})
+            .await
+            .map_err(|e| Error::backend(context, e))?;
         // The restrictions stay, even without owners.
         self.restricted_queues()
             .update_many(

@@ -38,6 +38,7 @@ pub(super) fn job_from_document(mut document: Document) -> Result<Job> {
         _ => return Err(corrupt("result_data.job_state")),
     };
     let job_data = to_json_map(job_data);
+    let claimed_by = document.get_str("claimed_by").ok().map(str::to_owned);
     Ok(Job {
         job_id,
         job_queue: job_data
@@ -52,6 +53,7 @@ pub(super) fn job_from_document(mut document: Document) -> Result<Job> {
         attachments_status,
         job_data,
         result_data: to_json_map(result_data),
+        claimed_by,
     })
 }
 
@@ -90,7 +92,20 @@ impl ClaimQuery {
             format!("job_data.{ATTACHMENTS_STATUS}"): {"$ne": AttachmentsStatus::Waiting.as_str()},
         };
         if let Some(agent) = &request.agent_name {
-            filter.insert("job_data.exclude_agents", doc! {"$ne": agent});
+            // `exclude_agents` compared case-insensitively
+            // (`agents::agent_name_key`): `$toLower` folds ASCII as it does.
+            // The index serves the rest of the filter; this is checked on
+            // the candidates it yields.
+            filter.insert(
+                "$expr",
+                doc! {"$not": [{"$in": [
+                    crate::agents::agent_name_key(agent),
+                    {"$map": {
+                        "input": {"$ifNull": ["$job_data.exclude_agents", []]},
+                        "in": {"$toLower": "$$this"},
+                    }},
+                ]}]},
+            );
         }
         let mut set = doc! {
             "result_data.job_state": JobState::Running.as_str(),
@@ -99,6 +114,9 @@ impl ClaimQuery {
         };
         if let Some(agent) = &request.agent_name {
             set.insert("result_data.agent_id", agent);
+        }
+        if let Some(client) = &request.client_id {
+            set.insert("claimed_by", client);
         }
         ClaimQuery {
             filter,

@@ -22,7 +22,7 @@ use super::{
     AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
     QueueStore, RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
-use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
+use crate::agents::{agent_name_key, Agent, AgentOwner, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client as ApiClient, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::config::MongoConfig;
 use crate::events::{JobEvent, ResultChange, MAX_JOB_EVENTS};
@@ -40,6 +40,9 @@ const QUEUES: &str = "queues";
 const LOGS: &str = "logs";
 const JOB_EVENTS: &str = "job_events";
 const AGENTS: &str = "agents";
+/// Which client owns each agent name: `_id` is the name folded to lower
+/// case (`agents::agent_name_key`), with `name`, `client_id`, `bound_at`.
+const AGENT_OWNERS: &str = "agent_owners";
 /// Upstream's collection of clients and their permissions.
 const CLIENTS: &str = "client_permissions";
 const REFRESH_TOKENS: &str = "refresh_tokens";
@@ -177,6 +180,12 @@ impl MongoStore {
                 CLIENTS,
                 vec![index(doc! {"client_id": 1}, "client_id", true, None)],
             ),
+            // Unique by `_id` (the folded name); deleting a client releases
+            // its names. No TTL: a name stays owned after its agent expires.
+            (
+                AGENT_OWNERS,
+                vec![index(doc! {"client_id": 1}, "by_client", false, None)],
+            ),
             // Tokens and secrets go as soon as they expire (one without
             // `expires_at` never does).
             (
@@ -243,6 +252,10 @@ impl MongoStore {
 
     fn clients(&self) -> Collection<Document> {
         self.db.collection(CLIENTS)
+    }
+
+    fn agent_owners(&self) -> Collection<Document> {
+        self.db.collection(AGENT_OWNERS)
     }
 
     fn restricted_queues(&self) -> Collection<Document> {

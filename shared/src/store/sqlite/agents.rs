@@ -21,6 +21,20 @@ pub(super) fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     })
 }
 
+fn owner_from_row(row: &Row<'_>) -> rusqlite::Result<AgentOwner> {
+    Ok(AgentOwner {
+        name: row.get(0)?,
+        client_id: row.get(1)?,
+        bound_at: Timestamp::from_millis(row.get(2)?),
+    })
+}
+
+fn load_owner(conn: &Connection, key: &str) -> rusqlite::Result<Option<AgentOwner>> {
+    conn.prepare_cached("SELECT name, client_id, bound_at FROM agent_owners WHERE name_key = ?1")?
+        .query_row([key], owner_from_row)
+        .optional()
+}
+
 pub(super) fn load_agent(conn: &Connection, name: &str) -> rusqlite::Result<Option<Agent>> {
     conn.prepare_cached(&format!(
         "SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"
@@ -162,6 +176,63 @@ impl AgentStore for SqliteStore {
                 }
             }
             tx.commit()
+        })
+        .await
+    }
+
+    async fn agent_owner(&self, name: &str) -> Result<Option<AgentOwner>> {
+        let key = agent_name_key(name);
+        self.read_now("reading an agent's owner", move |conn| {
+            load_owner(conn, &key)
+        })
+    }
+
+    async fn bind_agent_name(
+        &self,
+        name: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<AgentOwner> {
+        let (name, client_id) = (name.to_owned(), client_id.to_owned());
+        self.write("binding an agent name", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let key = agent_name_key(&name);
+            tx.prepare_cached(
+                "INSERT INTO agent_owners (name_key, name, client_id, bound_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name_key) DO NOTHING",
+            )?
+            .execute(params![key, name, client_id, now.millis()])?;
+            let owner = load_owner(&tx, &key)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            tx.commit()?;
+            Ok(owner)
+        })
+        .await
+    }
+
+    async fn set_agent_owner(
+        &self,
+        name: &str,
+        client_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<AgentOwner>> {
+        let (name, client_id) = (name.to_owned(), client_id.map(str::to_owned));
+        self.write("reassigning an agent name", move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let key = agent_name_key(&name);
+            let previous = load_owner(&tx, &key)?;
+            match client_id {
+                Some(client_id) => tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO agent_owners (name_key, name, client_id, bound_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![key, name, client_id, now.millis()])?,
+                None => tx
+                    .prepare_cached("DELETE FROM agent_owners WHERE name_key = ?1")?
+                    .execute([&key])?,
+            };
+            tx.commit()?;
+            Ok(previous)
         })
         .await
     }

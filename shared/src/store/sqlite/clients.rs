@@ -120,6 +120,9 @@ impl ClientStore for SqliteStore {
                 .execute([&client_id])?;
             tx.prepare_cached("DELETE FROM secrets WHERE client_id = ?1")?
                 .execute([&client_id])?;
+            // Its agent names are free for the next agent client.
+            tx.prepare_cached("DELETE FROM agent_owners WHERE client_id = ?1")?
+                .execute([&client_id])?;
             // The restrictions stay, even without owners.
             tx.prepare_cached("DELETE FROM restricted_queue_owners WHERE client_id = ?1")?
                 .execute([&client_id])?;

@@ -4,7 +4,7 @@ use super::*;
 
 pub(super) const JOB_COLUMNS: &str =
     "job_id, job_queue, job_priority, state, created_at, started_at, \
-                           attachments_status, job_data, result_data";
+                           attachments_status, job_data, result_data, claimed_by";
 
 /// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
 /// and [`Store::insert_jobs`] (which count it, in the same transaction).
@@ -76,13 +76,14 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         attachments_status: attachments.as_deref().and_then(AttachmentsStatus::parse),
         job_data: parse_object(&job_data),
         result_data: parse_object(&result_data),
+        claimed_by: row.get(9)?,
     })
 }
 
 /// The `seq` of the job a claim takes for `queues` distinct queues: the best
 /// candidate of each queue comes from the `jobs_claim` index (one seek per
 /// queue), then the best of those. Parameters: ?2 agent name, then one per
-/// queue from ?3.
+/// queue from ?4 (?3 is the claiming client, used by [`claim_sql`]).
 pub(super) fn candidate_sql(queues: usize) -> String {
     let per_queue: Vec<String> = (0..queues)
         .map(|i| {
@@ -91,9 +92,10 @@ pub(super) fn candidate_sql(queues: usize) -> String {
                  WHERE state = 'waiting' AND job_queue = ?{} \
                  AND (attachments_status IS NULL OR attachments_status = 'complete') \
                  AND (exclude_agents IS NULL OR ?2 IS NULL \
-                      OR NOT EXISTS (SELECT 1 FROM json_each(jobs.exclude_agents) WHERE value = ?2)) \
+                      OR NOT EXISTS (SELECT 1 FROM json_each(jobs.exclude_agents) \
+                                     WHERE lower(value) = lower(?2))) \
                  ORDER BY job_priority DESC, seq LIMIT 1)",
-                i + 3
+                i + 4
             )
         })
         .collect();
@@ -104,10 +106,10 @@ pub(super) fn candidate_sql(queues: usize) -> String {
 }
 
 /// The claim: the candidate flipped to `running` in one statement.
-/// Parameters: ?1 now, then those of [`candidate_sql`].
+/// Parameters: ?1 now, ?3 the claiming client, then those of [`candidate_sql`].
 pub(super) fn claim_sql(queues: usize) -> String {
     format!(
-        "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1, \
+        "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1, claimed_by = ?3, \
          result_data = CASE WHEN ?2 IS NULL THEN result_data \
                        ELSE json_set(result_data, '$.agent_id', ?2) END \
          WHERE seq = ({}) RETURNING {JOB_COLUMNS}",
@@ -123,10 +125,14 @@ pub(super) fn probe_sql(queues: usize) -> String {
     )
 }
 
-/// The claim statement's parameters: ?1 now, ?2 agent name, then the queues.
+/// The claim statement's parameters: ?1 now, ?2 agent name, ?3 the
+/// claiming client, then the queues.
 pub(super) fn claim_values(request: &ClaimRequest, now: Timestamp) -> Vec<rusqlite::types::Value> {
-    let mut values: Vec<rusqlite::types::Value> =
-        vec![now.millis().into(), request.agent_name.clone().into()];
+    let mut values: Vec<rusqlite::types::Value> = vec![
+        now.millis().into(),
+        request.agent_name.clone().into(),
+        request.client_id.clone().into(),
+    ];
     values.extend(request.queues.iter().cloned().map(Into::into));
     values
 }

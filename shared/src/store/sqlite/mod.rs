@@ -15,7 +15,7 @@ use super::{
     AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
     QueueStore, RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
-use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
+use crate::agents::{agent_name_key, Agent, AgentOwner, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::events::{JobEvent, ResultChange, MAX_JOB_EVENTS};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_clients_tokens_restricted_queues_secrets.sql"),
     include_str!("migrations/0006_job_events.sql"),
     include_str!("migrations/0007_job_statistics.sql"),
+    include_str!("migrations/0008_agent_owners_and_job_claimers.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -202,8 +203,11 @@ mod tests {
             for sql in [claim_sql(queues), probe_sql(queues)] {
                 let sql = format!("EXPLAIN QUERY PLAN {sql}");
                 let mut stmt = conn.prepare(&sql).unwrap();
-                let mut args: Vec<rusqlite::types::Value> =
-                    vec![0i64.into(), "agent".to_string().into()];
+                let mut args: Vec<rusqlite::types::Value> = vec![
+                    0i64.into(),
+                    "agent".to_string().into(),
+                    "client".to_string().into(),
+                ];
                 args.extend((0..queues).map(|i| rusqlite::types::Value::from(format!("q{i}"))));
                 let plan: Vec<String> = stmt
                     .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
