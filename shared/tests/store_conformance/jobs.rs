@@ -26,6 +26,7 @@ conformance!(
     a_job_too_large_to_store_is_refused_as_such,
     claims_follow_the_one_definition_of_eligibility_and_order,
     reported_states_follow_the_one_transition_rule,
+    every_key_the_validation_admits_reads_back_unchanged,
 );
 
 async fn a_stored_job_reads_back_as_submitted(store: Arc<dyn Store>) {
@@ -621,4 +622,35 @@ async fn reported_states_follow_the_one_transition_rule(store: Arc<dyn Store>) {
             }
         }
     }
+}
+
+/// What the validation lets through, both stores keep exactly: unusual but
+/// storable keys at every level (dotted and empty ones inside values), in a
+/// job and in a result.
+async fn every_key_the_validation_admits_reads_back_unchanged(store: Arc<dyn Store>) {
+    let odd = json!({
+        "a$b": 1, "with space": 2, "ünïcödé": 3, "-": 4, "_id": 5, "\u{1}ctl": 6,
+        "tab\t": 7, "slash/and~tilde": 8, "dollar": {"inner$": [{"_id": null}]},
+        "hosts": {"node1.lab": {"": [{"a.b.c": true}]}}
+    });
+    let id = insert(&store, json!({"job_queue": "q", "free": odd.clone()}), 1).await;
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().job_data["free"],
+        odd
+    );
+    store
+        .apply_result(id, &patch(odd.clone()), t(2))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .apply_result(id, &patch(json!({"device_info": odd.clone()})), t(3))
+        .await
+        .unwrap()
+        .unwrap();
+    let result = store.get_job(id).await.unwrap().unwrap().result_data;
+    for (key, value) in odd.as_object().unwrap() {
+        assert_eq!(&result[key], value, "{key:?}");
+    }
+    assert_eq!(result["device_info"], odd);
 }
