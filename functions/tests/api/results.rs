@@ -561,3 +561,33 @@ async fn a_chunk_of_the_agents_largest_size_is_kept_whatever_its_characters() {
     assert_eq!(text.chars().count(), 3 * 1_048_576);
     assert_eq!(log["serial"]["test"]["last_fragment_number"], json!(2));
 }
+
+// ---------------------------------------------------------------- bounded results
+
+#[tokio::test]
+async fn concurrent_result_posts_of_different_keys_all_survive() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    let large: serde_json::Map<String, Value> = (0..500)
+        .map(|i| (format!("stored_{i}"), json!("x".repeat(1024))))
+        .collect();
+    server.post_result(&id, Value::Object(large.clone())).await;
+    let uri = format!("/v1/result/{id}");
+    let posts = (0..16).map(|i| {
+        let body = json!({ format!("patch_{i}"): i, "status": {"test": i} });
+        let uri = uri.clone();
+        let server = &server;
+        async move { server.post_json(&uri, &body).await }
+    });
+    for reply in futures::future::join_all(posts).await {
+        reply.assert_ok_text();
+    }
+    let result = server.result(&id).await;
+    for i in 0..16 {
+        assert_eq!(result[&format!("patch_{i}")], json!(i));
+    }
+    for (key, value) in &large {
+        assert_eq!(&result[key], value, "{key} unchanged");
+    }
+    assert!(result["test_status"].is_i64(), "{}", result["test_status"]);
+}

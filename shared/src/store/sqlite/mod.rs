@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_clients_tokens_restricted_queues_secrets.sql"),
     include_str!("migrations/0006_job_events.sql"),
     include_str!("migrations/0007_job_statistics.sql"),
+    include_str!("migrations/0008_result_fields.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
