@@ -38,6 +38,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "deepest nesting of a JSON body (default 32, at most 64)",
     ),
     (
+        "TESTFLINGER_RESULT_LOG_TAIL",
+        "bytes of each phase's log a result answer carries (default 1MiB)",
+    ),
+    (
         "TESTFLINGER_RETENTION_DAYS",
         "days jobs, results and blobs are kept",
     ),
@@ -135,6 +139,9 @@ pub struct Limits {
     pub json_keys: u64,
     /// Levels a JSON body may nest (the body's object is level 1).
     pub json_depth: u64,
+    /// Bytes of each phase's log that `GET /v1/result/{id}` assembles: the
+    /// tail; the rest is read from the logs endpoint.
+    pub result_log_tail: u64,
 }
 
 /// The deepest nesting a setting may allow: within what every backend
@@ -151,6 +158,7 @@ impl Default for Limits {
             json_keys_per_object: 1_000,
             json_keys: 10_000,
             json_depth: 32,
+            result_log_tail: 1 << 20,
         }
     }
 }
@@ -376,6 +384,12 @@ impl Config {
                 "TESTFLINGER_MAX_JSON_DEPTH",
                 defaults.json_depth,
                 |v| parse_count(v, MAX_JSON_DEPTH),
+            )?,
+            result_log_tail: parse_or(
+                get,
+                "TESTFLINGER_RESULT_LOG_TAIL",
+                defaults.result_log_tail,
+                parse_size,
             )?,
         };
         let retention_days = parse_or(get, "TESTFLINGER_RETENTION_DAYS", 7, |v| {

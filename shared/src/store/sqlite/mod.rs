@@ -19,7 +19,7 @@ use crate::agents::{Agent, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::events::{JobEvent, ResultChange, MAX_JOB_EVENTS};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
-use crate::logs::{LegacyStream, LogFragment, LogType};
+use crate::logs::{LegacyStream, LogFragment, LogTail, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::role::Role;
