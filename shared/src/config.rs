@@ -956,6 +956,40 @@ mod tests {
     }
 
     #[test]
+    fn json_shape_and_log_tail_limits_have_defaults_and_bounds() {
+        let config = Config::from_values(&values(&[])).unwrap();
+        assert_eq!(
+            (
+                config.limits.json_keys_per_object,
+                config.limits.json_keys,
+                config.limits.json_depth,
+                config.limits.result_log_tail,
+            ),
+            (1_000, 10_000, 32, 1 << 20)
+        );
+        let config = Config::from_values(&values(&[
+            ("TESTFLINGER_MAX_JSON_KEYS_PER_OBJECT", "50"),
+            ("TESTFLINGER_MAX_JSON_KEYS", "500"),
+            ("TESTFLINGER_MAX_JSON_DEPTH", "64"),
+            ("TESTFLINGER_RESULT_LOG_TAIL", "64KiB"),
+        ]))
+        .unwrap();
+        assert_eq!(config.limits.json_shape().keys_per_object, 50);
+        assert_eq!(config.limits.json_shape().total_keys, 500);
+        assert_eq!(config.limits.json_shape().depth, 64);
+        assert_eq!(config.limits.result_log_tail, 64 << 10);
+        for (key, value) in [
+            ("TESTFLINGER_MAX_JSON_DEPTH", "65"),
+            ("TESTFLINGER_MAX_JSON_KEYS", "0"),
+            ("TESTFLINGER_MAX_JSON_KEYS_PER_OBJECT", "many"),
+            ("TESTFLINGER_RESULT_LOG_TAIL", "0"),
+        ] {
+            let err = Config::from_values(&values(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn the_file_format_is_key_equals_quoted_value() {
         let parsed = parse_file(
             "# comment\nTESTFLINGER_DATA_DIR = \"/srv/tf\"\n\nTESTFLINGER_RETENTION_DAYS=3\n",
