@@ -7,6 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use testflinger_shared::validation::parse_json_body;
 use testflinger_shared::Error;
 
 use crate::budget;
@@ -15,7 +16,9 @@ use crate::AppState;
 
 /// A request body that must be a JSON object, read up to the configured limit.
 /// Over the limit: 413 (refused from `Content-Length`, or while reading);
-/// malformed: 400; valid JSON but not an object: 422.
+/// malformed: 400; valid JSON but not an object: 422; more keys or nesting
+/// than the configured shape, or a key no store can hold (a NUL in it): 422
+/// naming where, found while parsing (`validation::parse_json_body`).
 pub struct JsonObject(pub Map<String, Value>);
 
 impl FromRequest<AppState> for JsonObject {
@@ -23,9 +26,9 @@ impl FromRequest<AppState> for JsonObject {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         check_json_content_type(req.headers())?;
-        let bytes = read_limited(req.into_body(), state.app.settings().limits.json_body).await?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::BadRequest(format!("The body is not valid JSON: {e}.")))?;
+        let limits = state.app.settings().limits;
+        let bytes = read_limited(req.into_body(), limits.json_body).await?;
+        let value = parse_json_body(&bytes, &limits.json_shape())?;
         match value {
             Value::Object(map) => Ok(JsonObject(map)),
             _ => Err(Error::invalid_field("_schema", "The body must be a JSON object.").into()),

@@ -74,9 +74,15 @@ pub fn job_summary(summary: &JobSummary, with_tags: bool) -> Value {
     out
 }
 
+/// The key of `GET /v1/result/{id}` that names each `<phase>_<type>` log
+/// cut to its tail: how many bytes are there, where they start (fragment
+/// number and byte offset into it) and where the whole log is.
+pub const TRUNCATED_LOGS: &str = "truncated_logs";
+
 /// `GET /v1/result/{id}`: every stored result key, `job_state`,
 /// `<phase>_status` for each phase in the status map, and `<phase>_output`
-/// / `<phase>_serial` with each phase's whole log.
+/// / `<phase>_serial` with each phase's log: whole, or its last
+/// `TESTFLINGER_RESULT_LOG_TAIL` bytes and an entry in [`TRUNCATED_LOGS`].
 pub fn result(result: &JobResult) -> Map<String, Value> {
     let mut out = Map::new();
     for (key, value) in &result.job.result_data {
@@ -90,13 +96,34 @@ pub fn result(result: &JobResult) -> Map<String, Value> {
             out.insert(key.clone(), value.clone());
         }
     }
-    for (log_type, fragments) in &result.logs {
-        for (phase, text) in phase_logs(fragments) {
-            out.insert(
-                format!("{phase}_{}", log_type.as_str()),
-                Value::String(text),
-            );
+    let mut cuts = Map::new();
+    for (log_type, tails) in &result.logs {
+        for tail in tails {
+            let key = format!("{}_{}", tail.phase, log_type.as_str());
+            if let Some(cut) = tail.cut {
+                cuts.insert(
+                    key.clone(),
+                    json!({
+                        "returned_bytes": tail.text.len(),
+                        "starts_at_fragment": cut.fragment_number,
+                        "starts_at_offset": cut.offset,
+                        "full_log": format!(
+                            "/v1/result/{}/log/{}?phase={}",
+                            result.job.job_id,
+                            log_type.as_str(),
+                            tail.phase
+                        ),
+                    }),
+                );
+            }
+            if !tail.text.is_empty() {
+                out.insert(key, Value::String(tail.text.clone()));
+            }
         }
+    }
+    // Only when something was left out: otherwise the answer is upstream's.
+    if !cuts.is_empty() {
+        out.insert(TRUNCATED_LOGS.into(), Value::Object(cuts));
     }
     out.insert(
         "job_state".into(),
@@ -133,23 +160,6 @@ pub fn result_status(job: &Job) -> Map<String, Value> {
             if let Some(code) = status.get(phase) {
                 out.insert(format!("{phase}_status"), code.clone());
             }
-        }
-    }
-    out
-}
-
-/// Each phase's whole log, for the flat result (`<phase>_output`); only
-/// phases with data.
-fn phase_logs(fragments: &[LogFragment]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for phase in LOG_PHASES {
-        let text: String = fragments
-            .iter()
-            .filter(|f| f.phase == phase)
-            .map(|f| f.log_data.as_str())
-            .collect();
-        if !text.is_empty() {
-            out.push((phase.to_owned(), text));
         }
     }
     out

@@ -65,7 +65,7 @@ fn check_name(name: &str, errors: &mut FieldErrors) {
     if !crate::validation::is_storable_key(name) {
         errors.add(
             name.to_owned(),
-            "Names must be non-empty and contain no '.' nor a leading '$'.",
+            "Names must be non-empty, contain no '.' or NUL character, and not start with '$'.",
         );
     }
 }

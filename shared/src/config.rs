@@ -26,6 +26,22 @@ pub const KEYS: &[(&str, &str)] = &[
         "largest artifact or attachments upload",
     ),
     (
+        "TESTFLINGER_MAX_JSON_KEYS_PER_OBJECT",
+        "most keys in one object of a JSON body (default 1000)",
+    ),
+    (
+        "TESTFLINGER_MAX_JSON_KEYS",
+        "most keys in a whole JSON body (default 10000)",
+    ),
+    (
+        "TESTFLINGER_MAX_JSON_DEPTH",
+        "deepest nesting of a JSON body (default 32, at most 64)",
+    ),
+    (
+        "TESTFLINGER_RESULT_LOG_TAIL",
+        "bytes of each phase's log a result answer carries (default 1MiB)",
+    ),
+    (
         "TESTFLINGER_RETENTION_DAYS",
         "days jobs, results and blobs are kept",
     ),
@@ -145,7 +161,21 @@ pub struct Limits {
     pub json_body: u64,
     pub log_fragment: u64,
     pub blob: u64,
+    /// Keys one object of a JSON body may hold.
+    pub json_keys_per_object: u64,
+    /// Keys a whole JSON body may hold, at every level.
+    pub json_keys: u64,
+    /// Levels a JSON body may nest (the body's object is level 1).
+    pub json_depth: u64,
+    /// Bytes of each phase's log that `GET /v1/result/{id}` assembles: the
+    /// tail; the rest is read from the logs endpoint.
+    pub result_log_tail: u64,
 }
+
+/// The deepest nesting a setting may allow: within what every backend
+/// stores (MongoDB nests documents 100 deep, and a body sits two levels
+/// down in its document) and below serde_json's own recursion limit.
+pub const MAX_JSON_DEPTH: u64 = crate::validation::MAX_DEPTH as u64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -153,6 +183,21 @@ impl Default for Limits {
             json_body: 16 << 20,
             log_fragment: 4 << 20,
             blob: 2 << 30,
+            json_keys_per_object: 1_000,
+            json_keys: 10_000,
+            json_depth: 32,
+            result_log_tail: 1 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The shape a JSON body may have.
+    pub fn json_shape(&self) -> crate::validation::JsonShape {
+        crate::validation::JsonShape {
+            keys_per_object: self.json_keys_per_object,
+            total_keys: self.json_keys,
+            depth: self.json_depth,
         }
     }
 }
@@ -392,6 +437,27 @@ impl Config {
                 parse_size,
             )?,
             blob: parse_or(get, "TESTFLINGER_MAX_BLOB_SIZE", defaults.blob, parse_size)?,
+            json_keys_per_object: parse_or(
+                get,
+                "TESTFLINGER_MAX_JSON_KEYS_PER_OBJECT",
+                defaults.json_keys_per_object,
+                |v| parse_count(v, u64::from(u32::MAX)),
+            )?,
+            json_keys: parse_or(get, "TESTFLINGER_MAX_JSON_KEYS", defaults.json_keys, |v| {
+                parse_count(v, u64::from(u32::MAX))
+            })?,
+            json_depth: parse_or(
+                get,
+                "TESTFLINGER_MAX_JSON_DEPTH",
+                defaults.json_depth,
+                |v| parse_count(v, MAX_JSON_DEPTH),
+            )?,
+            result_log_tail: parse_or(
+                get,
+                "TESTFLINGER_RESULT_LOG_TAIL",
+                defaults.result_log_tail,
+                parse_size,
+            )?,
         };
         let retention_days = parse_or(get, "TESTFLINGER_RETENTION_DAYS", 7, |v| {
             v.parse::<u32>()
@@ -705,6 +771,14 @@ fn uri_database(uri: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// A whole number from 1 to `max`.
+fn parse_count(text: &str, max: u64) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("expected a whole number from 1 to {max}"))
+}
+
 fn parse_or<'a, T>(
     get: impl Fn(&str) -> Option<&'a str>,
     key: &str,
@@ -993,6 +1067,40 @@ mod tests {
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("0").is_err());
         assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn json_shape_and_log_tail_limits_have_defaults_and_bounds() {
+        let config = Config::from_values(&values(&[])).unwrap();
+        assert_eq!(
+            (
+                config.limits.json_keys_per_object,
+                config.limits.json_keys,
+                config.limits.json_depth,
+                config.limits.result_log_tail,
+            ),
+            (1_000, 10_000, 32, 1 << 20)
+        );
+        let config = Config::from_values(&values(&[
+            ("TESTFLINGER_MAX_JSON_KEYS_PER_OBJECT", "50"),
+            ("TESTFLINGER_MAX_JSON_KEYS", "500"),
+            ("TESTFLINGER_MAX_JSON_DEPTH", "64"),
+            ("TESTFLINGER_RESULT_LOG_TAIL", "64KiB"),
+        ]))
+        .unwrap();
+        assert_eq!(config.limits.json_shape().keys_per_object, 50);
+        assert_eq!(config.limits.json_shape().total_keys, 500);
+        assert_eq!(config.limits.json_shape().depth, 64);
+        assert_eq!(config.limits.result_log_tail, 64 << 10);
+        for (key, value) in [
+            ("TESTFLINGER_MAX_JSON_DEPTH", "65"),
+            ("TESTFLINGER_MAX_JSON_KEYS", "0"),
+            ("TESTFLINGER_MAX_JSON_KEYS_PER_OBJECT", "many"),
+            ("TESTFLINGER_RESULT_LOG_TAIL", "0"),
+        ] {
+            let err = Config::from_values(&values(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

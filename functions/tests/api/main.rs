@@ -15,6 +15,7 @@ mod clients;
 mod events;
 mod job_events;
 mod jobs;
+mod json_shape;
 mod meta;
 mod oauth;
 mod queues;

@@ -561,3 +561,93 @@ async fn a_chunk_of_the_agents_largest_size_is_kept_whatever_its_characters() {
     assert_eq!(text.chars().count(), 3 * 1_048_576);
     assert_eq!(log["serial"]["test"]["last_fragment_number"], json!(2));
 }
+
+// ---------------------------------------------------------------- bounded results
+
+#[tokio::test]
+async fn concurrent_result_posts_of_different_keys_all_survive() {
+    let server = Server::new().await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    let large: serde_json::Map<String, Value> = (0..500)
+        .map(|i| (format!("stored_{i}"), json!("x".repeat(1024))))
+        .collect();
+    server.post_result(&id, Value::Object(large.clone())).await;
+    let uri = format!("/v1/result/{id}");
+    let posts = (0..16).map(|i| {
+        let body = json!({ format!("patch_{i}"): i, "status": {"test": i} });
+        let uri = uri.clone();
+        let server = &server;
+        async move { server.post_json(&uri, &body).await }
+    });
+    for reply in futures::future::join_all(posts).await {
+        reply.assert_ok_text();
+    }
+    let result = server.result(&id).await;
+    for i in 0..16 {
+        assert_eq!(result[&format!("patch_{i}")], json!(i));
+    }
+    for (key, value) in &large {
+        assert_eq!(&result[key], value, "{key} unchanged");
+    }
+    assert!(result["test_status"].is_i64(), "{}", result["test_status"]);
+}
+
+#[tokio::test]
+async fn a_result_answers_the_tail_of_long_logs_marked_as_cut() {
+    let server = Server::with_config(|config| config.limits.result_log_tail = 1_000).await;
+    let id = server.submit(json!({"job_queue": "q"})).await;
+    server
+        .post_result(&id, json!({"status": {"setup": 0}}))
+        .await;
+    post_fragment(&server, &id, "output", fragment(0, "setup", "set up\n"))
+        .await
+        .assert_ok_text();
+    let mut whole = String::new();
+    for n in 1..=10 {
+        let text = format!("{n:03}:{}\n", "y".repeat(295));
+        post_fragment(&server, &id, "output", fragment(n, "test", &text))
+            .await
+            .assert_ok_text();
+        whole.push_str(&text);
+    }
+    post_fragment(&server, &id, "serial", fragment(0, "test", "serial\n"))
+        .await
+        .assert_ok_text();
+
+    let result = server.result(&id).await;
+    assert_eq!(result["setup_output"], json!("set up\n"));
+    assert_eq!(result["test_serial"], json!("serial\n"));
+    assert_eq!(result["setup_status"], json!(0));
+    let tail = result["test_output"].as_str().unwrap();
+    assert_eq!(tail, &whole[whole.len() - 1_000..]);
+    // 10 fragments of 300 bytes: the tail starts 200 bytes into fragment 7.
+    assert_eq!(
+        result["truncated_logs"],
+        json!({"test_output": {
+            "returned_bytes": 1_000,
+            "starts_at_fragment": 7,
+            "starts_at_offset": 200,
+            "full_log": format!("/v1/result/{id}/log/output?phase=test"),
+        }})
+    );
+    // The whole log is where the answer says.
+    let full = server
+        .get(&format!("/v1/result/{id}/log/output?phase=test"))
+        .await
+        .ok_json();
+    assert_eq!(full["output"]["test"]["log_data"], json!(whole));
+
+    // Nothing cut: upstream's answer, without the marker.
+    let short = server.submit(json!({"job_queue": "q"})).await;
+    post_fragment(
+        &server,
+        &short,
+        "output",
+        fragment(0, "test", &"z".repeat(1_000)),
+    )
+    .await
+    .assert_ok_text();
+    let result = server.result(&short).await;
+    assert_eq!(result["test_output"].as_str().unwrap().len(), 1_000);
+    assert!(result.get("truncated_logs").is_none(), "{result}");
+}

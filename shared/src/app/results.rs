@@ -7,18 +7,19 @@ use uuid::Uuid;
 use super::{App, Caller};
 use crate::events::result_events;
 use crate::job::Job;
-use crate::logs::{validate_fragment, LegacyStream, LogFragment, LogQuery, LogType};
+use crate::logs::{validate_fragment, LegacyStream, LogFragment, LogQuery, LogTail, LogType};
 use crate::permissions;
 use crate::results::validate_result;
 use crate::role::AuthMode;
 use crate::{Error, Result, Timestamp};
 
-/// A job's result with its whole logs, for `GET /v1/result/{id}`.
+/// A job's result with the end of each phase's logs, for `GET /v1/result/{id}`.
 #[derive(Debug)]
 pub struct JobResult {
     pub job: Job,
-    /// Each log type's fragments, in fragment-number order.
-    pub logs: Vec<(LogType, Vec<LogFragment>)>,
+    /// Each log type's phases, each at most `TESTFLINGER_RESULT_LOG_TAIL`
+    /// bytes: the end of the log, and where it was cut if it was.
+    pub logs: Vec<(LogType, Vec<LogTail>)>,
 }
 
 fn job_not_found(job_id: Uuid) -> Error {
@@ -65,13 +66,22 @@ impl App {
         Ok(())
     }
 
-    /// `GET /v1/result/{id}`: `None` for an unknown job.
+    /// `GET /v1/result/{id}`: `None` for an unknown job. Each phase's log
+    /// is its last `TESTFLINGER_RESULT_LOG_TAIL` bytes, read from the end,
+    /// so the answer and the memory it takes stay bounded.
     pub async fn get_result(&self, job_id: Uuid) -> Result<Option<JobResult>> {
         let Some(job) = self.store.get_job(job_id).await? else {
             return Ok(None);
         };
-        let output = self.store.read_logs(job_id, LogType::Output, 0).await?;
-        let serial = self.store.read_logs(job_id, LogType::Serial, 0).await?;
+        let tail = self.settings.limits.result_log_tail;
+        let output = self
+            .store
+            .read_log_tails(job_id, LogType::Output, tail)
+            .await?;
+        let serial = self
+            .store
+            .read_log_tails(job_id, LogType::Serial, tail)
+            .await?;
         Ok(Some(JobResult {
             job,
             logs: vec![(LogType::Output, output), (LogType::Serial, serial)],

@@ -13,7 +13,7 @@ use crate::agents::{Agent, AgentOwner, AgentUpdate, ProvisionEntry};
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::events::{JobEvent, ResultChange};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
-use crate::logs::{LegacyStream, LogFragment, LogType};
+use crate::logs::{LegacyStream, LogFragment, LogTail, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::ResultPatch;
 use crate::secrets::StoredSecret;
@@ -166,6 +166,17 @@ pub trait LogStore: Send + Sync + 'static {
         log_type: LogType,
         start_fragment: i64,
     ) -> Result<Vec<LogFragment>>;
+
+    /// The last `max_bytes` of each phase's log of one type (phases in
+    /// [`crate::logs::LOG_PHASES`] order, only those with text), each read
+    /// newest fragment first and no further back than its tail needs, so
+    /// memory stays within the tails whatever the logs' size.
+    async fn read_log_tails(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        max_bytes: u64,
+    ) -> Result<Vec<LogTail>>;
 
     /// Appends text to a legacy live-output buffer. `false` when the job
     /// does not exist.

@@ -28,6 +28,9 @@ conformance!(
     a_job_too_large_to_store_is_refused_as_such,
     claims_follow_the_one_definition_of_eligibility_and_order,
     reported_states_follow_the_one_transition_rule,
+    result_patches_touch_only_their_keys,
+    the_claim_names_the_agent_over_a_posted_agent_id,
+    every_key_the_validation_admits_reads_back_unchanged,
 );
 
 async fn a_stored_job_reads_back_as_submitted(store: Arc<dyn Store>) {
@@ -684,4 +687,118 @@ async fn reported_states_follow_the_one_transition_rule(store: Arc<dyn Store>) {
             }
         }
     }
+}
+
+/// A patch writes its keys and nothing else: concurrent patches of
+/// different keys onto a large stored result all survive, and the keys no
+/// patch names stay as they were.
+async fn result_patches_touch_only_their_keys(store: Arc<dyn Store>) {
+    let id = insert(&store, json!({"job_queue": "q"}), 1).await;
+    let large: serde_json::Map<String, Value> = (0..500)
+        .map(|i| (format!("stored_{i}"), json!("x".repeat(1024))))
+        .collect();
+    let mut first = large.clone();
+    first.insert("status".into(), json!({"setup": 0}));
+    store
+        .apply_result(id, &patch(Value::Object(first)), t(2))
+        .await
+        .unwrap()
+        .expect("the job exists");
+    let patches = (0..16).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let body = json!({ format!("patch_{i}"): i, "device_info": {"writer": i} });
+            store.apply_result(id, &patch(body), t(3)).await
+        })
+    });
+    for done in futures::future::join_all(patches).await {
+        done.unwrap().unwrap().expect("the job exists");
+    }
+    let change = store
+        .apply_result(id, &patch(json!({"status": {"test": 1}})), t(4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        change.previous_status,
+        *json!({"setup": 0}).as_object().unwrap()
+    );
+    let result = store.get_job(id).await.unwrap().unwrap().result_data;
+    for i in 0..16 {
+        assert_eq!(
+            result[&format!("patch_{i}")],
+            json!(i),
+            "patch {i} survives"
+        );
+    }
+    for (key, value) in &large {
+        assert_eq!(&result[key], value, "{key} unchanged");
+    }
+    assert!(
+        result["device_info"]["writer"].is_i64(),
+        "{}",
+        result["device_info"]
+    );
+    assert_eq!(result["status"], json!({"test": 1}));
+    assert_eq!(result.len(), 500 + 16 + 2);
+}
+
+/// An `agent_id` posted to a waiting job does not outlive the claim, which
+/// names the agent that took it.
+async fn the_claim_names_the_agent_over_a_posted_agent_id(store: Arc<dyn Store>) {
+    let id = insert(&store, json!({"job_queue": "q"}), 1).await;
+    store
+        .apply_result(
+            id,
+            &patch(json!({"agent_id": "someone-else", "a": 1})),
+            t(2),
+        )
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_job(&claim(&["q"], Some("dev-1")), t(3))
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(claimed.agent_id(), Some("dev-1"));
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.agent_id(), Some("dev-1"));
+    assert_eq!(job.result_data["a"], json!(1));
+    let change = store
+        .apply_result(id, &patch(json!({"b": 2})), t(4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(change.agent_id.as_deref(), Some("dev-1"));
+}
+
+/// What the validation lets through, both stores keep exactly: unusual but
+/// storable keys at every level (dotted and empty ones inside values), in a
+/// job and in a result.
+async fn every_key_the_validation_admits_reads_back_unchanged(store: Arc<dyn Store>) {
+    let odd = json!({
+        "a$b": 1, "with space": 2, "ünïcödé": 3, "-": 4, "_id": 5, "\u{1}ctl": 6,
+        "tab\t": 7, "slash/and~tilde": 8, "dollar": {"inner$": [{"_id": null}]},
+        "hosts": {"node1.lab": {"": [{"a.b.c": true}]}}
+    });
+    let id = insert(&store, json!({"job_queue": "q", "free": odd.clone()}), 1).await;
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().job_data["free"],
+        odd
+    );
+    store
+        .apply_result(id, &patch(odd.clone()), t(2))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .apply_result(id, &patch(json!({"device_info": odd.clone()})), t(3))
+        .await
+        .unwrap()
+        .unwrap();
+    let result = store.get_job(id).await.unwrap().unwrap().result_data;
+    for (key, value) in odd.as_object().unwrap() {
+        assert_eq!(&result[key], value, "{key:?}");
+    }
+    assert_eq!(result["device_info"], odd);
 }

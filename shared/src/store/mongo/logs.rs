@@ -1,6 +1,7 @@
 //! The logs of MongoStore.
 
 use super::*;
+use crate::logs::{TailBuilder, LOG_PHASES};
 
 #[async_trait]
 impl LogStore for MongoStore {
@@ -64,6 +65,42 @@ impl LogStore for MongoStore {
                 log_data: d.get_str("log_data").unwrap_or_default().to_owned(),
             })
             .collect())
+    }
+
+    async fn read_log_tails(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        max_bytes: u64,
+    ) -> Result<Vec<LogTail>> {
+        let id = job_id.to_string();
+        let mut tails = Vec::new();
+        for phase in LOG_PHASES {
+            // Newest first, a couple of fragments per batch: the cursor is
+            // dropped as soon as the tail is complete.
+            let mut cursor = self
+                .db
+                .collection::<Document>(LOGS)
+                .find(doc! {"job_id": &id, "log_type": log_type.as_str(), "phase": phase})
+                .sort(doc! {"fragment_number": -1})
+                .projection(doc! {"fragment_number": 1, "log_data": 1})
+                .batch_size(2)
+                .await
+                .map_err(|e| Error::backend("reading the ends of logs", e))?;
+            let mut tail = TailBuilder::new(phase, max_bytes);
+            while let Some(document) = cursor
+                .try_next()
+                .await
+                .map_err(|e| Error::backend("reading the ends of logs", e))?
+            {
+                let text = document.get_str("log_data").unwrap_or_default();
+                if !tail.push(int(&document, "fragment_number"), text) {
+                    break;
+                }
+            }
+            tails.extend(tail.finish());
+        }
+        Ok(tails)
     }
 
     async fn append_live_output(

@@ -27,7 +27,7 @@ use crate::clients::{Client as ApiClient, OwnerRemoval, RefreshToken, Restricted
 use crate::config::MongoConfig;
 use crate::events::{JobEvent, ResultChange, MAX_JOB_EVENTS};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob, ATTACHMENTS_STATUS};
-use crate::logs::{LegacyStream, LogFragment, LogType};
+use crate::logs::{LegacyStream, LogFragment, LogTail, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::role::Role;

@@ -2,9 +2,13 @@
 
 use super::*;
 
+/// A job's columns; the last is its posted result keys (`result_fields`),
+/// laid over `result_data` by [`job_from_row`].
 pub(super) const JOB_COLUMNS: &str =
     "job_id, job_queue, job_priority, state, created_at, started_at, \
-                           attachments_status, job_data, result_data, claimed_by";
+     attachments_status, job_data, result_data, claimed_by, \
+     (SELECT json_group_object(key, json(value)) FROM result_fields \
+      WHERE result_fields.job_id = jobs.job_id)";
 
 /// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
 /// and [`Store::insert_jobs`] (which count it, in the same transaction).
@@ -63,7 +67,10 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let id: String = row.get(0)?;
     let attachments: Option<String> = row.get(6)?;
     let job_data: String = row.get(7)?;
-    let result_data: String = row.get(8)?;
+    let mut result_data = parse_object(&row.get::<_, String>(8)?);
+    if let Some(posted) = row.get::<_, Option<String>>(10)? {
+        result_data.extend(parse_object(&posted));
+    }
     Ok(Job {
         job_id: Uuid::parse_str(&id).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
@@ -75,7 +82,7 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         started_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
         attachments_status: attachments.as_deref().and_then(AttachmentsStatus::parse),
         job_data: parse_object(&job_data),
-        result_data: parse_object(&result_data),
+        result_data,
         claimed_by: row.get(9)?,
     })
 }
@@ -199,9 +206,24 @@ impl JobStore for SqliteStore {
         // One statement, so one atomic write; the wait is the job's own
         // `started_at - created_at`.
         self.write("claiming a job", move |conn| {
-            conn.prepare_cached(&claim_sql(request.queues.len()))?
+            let mut claimed = conn
+                .prepare_cached(&claim_sql(request.queues.len()))?
                 .query_row(params_from_iter(claim_values(&request, now)), job_from_row)
-                .optional()
+                .optional()?;
+            // The claim names the agent: an `agent_id` posted to the result
+            // before it no longer stands (as the claim's `$set` on MongoDB).
+            if let (Some(job), Some(agent)) = (&mut claimed, &request.agent_name) {
+                let dropped = conn
+                    .prepare_cached(
+                        "DELETE FROM result_fields WHERE job_id = ?1 AND key = 'agent_id'",
+                    )?
+                    .execute([job.job_id.to_string()])?;
+                if dropped > 0 {
+                    job.result_data
+                        .insert("agent_id".into(), Value::String(agent.clone()));
+                }
+            }
+            Ok(claimed)
         })
         .await
     }
@@ -238,53 +260,70 @@ impl JobStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Option<ResultChange>> {
         let patch = patch.clone();
+        // Only the posted keys are written (one row each in `result_fields`),
+        // and only `status` and `agent_id` are read: the cost follows the
+        // post, whatever the size of the result already stored.
         self.write("storing a result", move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id = job_id.to_string();
-            let current: Option<(String, String)> = tx
-                .prepare_cached("SELECT state, result_data FROM jobs WHERE job_id = ?1")?
-                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            let current: Option<(String, Option<String>, Option<String>)> = tx
+                .prepare_cached(
+                    "SELECT state, \
+                     coalesce((SELECT value FROM result_fields \
+                               WHERE job_id = ?1 AND key = 'status'), \
+                              json_extract(result_data, '$.status')), \
+                     coalesce((SELECT json_extract(value, '$') FROM result_fields \
+                               WHERE job_id = ?1 AND key = 'agent_id'), \
+                              json_extract(result_data, '$.agent_id')) \
+                     FROM jobs WHERE job_id = ?1",
+                )?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            let Some((state, result_data)) = current else {
+            let Some((state, status, agent_id)) = current else {
                 return Ok(None);
             };
-            let mut result = parse_object(&result_data);
             let before = JobState::parse(&state);
             let change = ResultChange {
                 after: before.clone(),
-                previous_status: result
-                    .get("status")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default(),
-                agent_id: result
-                    .get("agent_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                previous_status: status.as_deref().map(parse_object).unwrap_or_default(),
+                agent_id,
                 before,
             };
+            let mut put = tx.prepare_cached(
+                "INSERT INTO result_fields (job_id, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (job_id, key) DO UPDATE SET value = excluded.value",
+            )?;
             for (key, value) in &patch.fields {
-                result.insert(key.clone(), value.clone());
+                put.execute(params![id, key, value.to_string()])?;
             }
             let mut after = change.before.clone();
             if let Some(reported) = &patch.job_state {
                 match change.before.after_report(reported) {
                     Some(next) => {
-                        result.remove(results::REPORTED_STATE_KEY);
+                        tx.prepare_cached(
+                            "DELETE FROM result_fields WHERE job_id = ?1 AND key = ?2",
+                        )?
+                        .execute(params![id, results::REPORTED_STATE_KEY])?;
+                        // A result stored before `result_fields` keeps it in the column.
+                        tx.prepare_cached(
+                            "UPDATE jobs SET result_data = json_remove(result_data, '$.' || ?2) \
+                             WHERE job_id = ?1 AND json_type(result_data, '$.' || ?2) IS NOT NULL",
+                        )?
+                        .execute(params![id, results::REPORTED_STATE_KEY])?;
                         after = next;
                     }
                     None => {
-                        result.insert(
-                            results::REPORTED_STATE_KEY.into(),
-                            Value::String(reported.clone()),
-                        );
+                        put.execute(params![
+                            id,
+                            results::REPORTED_STATE_KEY,
+                            Value::String(reported.clone()).to_string()
+                        ])?;
                     }
                 }
             }
-            tx.prepare_cached(
-                "UPDATE jobs SET state = ?2, result_data = ?3, updated_at = ?4 WHERE job_id = ?1",
-            )?
-            .execute(params![id, after.as_str(), to_json(&result), now.millis()])?;
+            drop(put);
+            tx.prepare_cached("UPDATE jobs SET state = ?2, updated_at = ?3 WHERE job_id = ?1")?
+                .execute(params![id, after.as_str(), now.millis()])?;
             tx.commit()?;
             Ok(Some(ResultChange { after, ..change }))
         })

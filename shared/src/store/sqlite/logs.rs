@@ -1,6 +1,7 @@
 //! The logs of SqliteStore.
 
 use super::*;
+use crate::logs::{TailBuilder, LOG_PHASES};
 
 #[async_trait]
 impl LogStore for SqliteStore {
@@ -60,6 +61,38 @@ impl LogStore for SqliteStore {
                 },
             )?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn read_log_tails(
+        &self,
+        job_id: Uuid,
+        log_type: LogType,
+        max_bytes: u64,
+    ) -> Result<Vec<LogTail>> {
+        self.read("reading the ends of logs", move |conn| {
+            // Newest first down the primary key; `phase` is read before
+            // `log_data`, so other phases' text is never loaded.
+            let mut stmt = conn.prepare_cached(
+                "SELECT fragment_number, log_data FROM logs \
+                 WHERE job_id = ?1 AND log_type = ?2 AND phase = ?3 \
+                 ORDER BY fragment_number DESC",
+            )?;
+            let id = job_id.to_string();
+            let mut tails = Vec::new();
+            for phase in LOG_PHASES {
+                let mut tail = TailBuilder::new(phase, max_bytes);
+                let mut rows = stmt.query(params![id, log_type.as_str(), phase])?;
+                while let Some(row) = rows.next()? {
+                    let text = row.get_ref(1)?.as_str().unwrap_or_default();
+                    if !tail.push(row.get(0)?, text) {
+                        break;
+                    }
+                }
+                tails.extend(tail.finish());
+            }
+            Ok(tails)
         })
         .await
     }

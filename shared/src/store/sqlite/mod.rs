@@ -19,7 +19,7 @@ use crate::agents::{agent_name_key, Agent, AgentOwner, AgentUpdate, ProvisionEnt
 use crate::clients::{Client, OwnerRemoval, RefreshToken, RestrictedQueue};
 use crate::events::{JobEvent, ResultChange, MAX_JOB_EVENTS};
 use crate::job::{AttachmentsStatus, Job, JobState, NewJob};
-use crate::logs::{LegacyStream, LogFragment, LogType};
+use crate::logs::{LegacyStream, LogFragment, LogTail, LogType};
 use crate::queues::{JobSummary, SearchQuery};
 use crate::results::{self, ResultPatch};
 use crate::role::Role;
@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_job_events.sql"),
     include_str!("migrations/0007_job_statistics.sql"),
     include_str!("migrations/0008_agent_owners_and_job_claimers.sql"),
+    include_str!("migrations/0009_result_fields.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
