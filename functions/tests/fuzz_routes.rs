@@ -174,6 +174,16 @@ async fn seeded(env: TestEnv, mode: AuthMode) -> Fixture {
         )
         .await;
     }
+    // The queue of fuzzed submissions, served by an agent the cases do not
+    // name.
+    seed.ok(
+        Method::POST,
+        "/v1/agents/data/fuzz-submitter",
+        agent,
+        Some("fuzz-submitter"),
+        json!({"queues": ["fuzz-submit"], "state": "waiting"}),
+    )
+    .await;
     seed.ok(
         Method::POST,
         "/v1/agents/queues",
@@ -1031,11 +1041,12 @@ fn render_query(fixture: &Fixture, query: &Query) -> Option<String> {
 /// placeholders for seeded values.
 fn shape(route: &str) -> Value {
     match route {
+        // A queue of its own: fuzzed requests may restrict the seeded ones.
         "job-submit" => json!({
-            "job_queue": "fuzz-q1", "name": "fuzzed", "tags": ["fuzz"], "job_priority": 0,
+            "job_queue": "fuzz-submit", "name": "fuzzed", "tags": ["fuzz"], "job_priority": 0,
             "global_timeout": 600, "output_timeout": 60, "exclude_agents": ["fuzz-agent-2"],
             "parent_job_id": "@job", "provision_data": {"url": "http://example.com/x.img"},
-            "test_data": {"test_cmds": "true", "secrets": {"TOKEN": "fuzz/token"}},
+            "test_data": {"test_cmds": "true"},
             "reserve_data": {"ssh_keys": ["lp:fuzz"], "timeout": "30m"},
         }),
         "job-action" => json!({"action": "cancel"}),
