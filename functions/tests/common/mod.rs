@@ -39,7 +39,11 @@ impl Server {
     }
 
     pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
-        let env = TestEnv::from_env();
+        Self::with_env(TestEnv::from_env(), adjust).await
+    }
+
+    /// A server over the backends of `env`, whatever the environment asks.
+    pub async fn with_env(env: TestEnv, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = env.config.clone();
         adjust(&mut config);
         let backends = open_config(&config).await;
