@@ -48,11 +48,13 @@ use tower::ServiceExt;
 /// configured: half the limit goes to connections, the rest to the store,
 /// blob files being streamed and the refusals themselves.
 const CONNECTION_SHARE: u64 = 2;
-/// Refusals being written at once, beyond which an over-cap connection is
-/// closed without an answer.
-const REFUSALS_IN_FLIGHT: usize = 64;
+/// Refusals being written at once take at most this share of the open-file
+/// limit; beyond it an over-cap connection is closed without an answer.
+const REFUSAL_SHARE: u64 = 4;
 /// How long a refusal may take to write before the connection is dropped.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a refusal reads what the client still sends before closing.
+const REFUSAL_LINGER: Duration = Duration::from_millis(250);
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -115,7 +117,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(guards.max_connections));
-    let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
+    let refusals = Arc::new(Semaphore::new(
+        usize::try_from(guards.open_files / REFUSAL_SHARE)
+            .unwrap_or(1 << 12)
+            .clamp(16, 1 << 12),
+    ));
     let (stop, stopped) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     let mut backoff = Backoff::default();
@@ -220,9 +226,15 @@ async fn refuse(mut stream: TcpStream) {
         "The server has as many connections open as it allows; try again in a moment.",
         Some(1),
     );
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+    let written = tokio::time::timeout(REFUSAL_TIMEOUT, async {
         stream.write_all(&answer).await?;
-        stream.shutdown().await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
         let mut sink = [0u8; 4096];
         let mut left = 64usize << 10;
         while left > 0 {

@@ -130,7 +130,11 @@ async fn a_nul_in_a_key_is_refused_in_every_kind_of_body() {
     assert_eq!(server.get("/v1/agents/queues").await.ok_json(), json!({}));
     let result = server.result(&id).await;
     assert_eq!(result, json!({"job_state": "waiting"}));
-    // In a value, a NUL is only text, kept as sent.
+    // In a value, a NUL is only text, kept as sent (posted by the agent
+    // that claimed the job, the only one that may).
+    claim(&server, "q", Some(&agent), Some("dev-1"))
+        .await
+        .ok_json();
     server
         .call(
             Method::POST,
