@@ -9,7 +9,7 @@ HARNESS_PID=
 trap '[ -n "$HARNESS_PID" ] && kill "$HARNESS_PID" 2>/dev/null; rm -rf "$work"' EXIT
 
 cargo build --quiet --manifest-path "$root/Cargo.toml" --workspace --bins
-start_harness "$root/target/debug/testflinger-local" "$work"
+start_harness "${CARGO_TARGET_DIR:-$root/target}/debug/testflinger-local" "$work"
 
 # Every ```bash block of the README, in order, as one script.
 awk '/^```bash$/ {on=1; next} /^```$/ {on=0} on' "$root/README.md" > "$work/walkthrough.sh"
