@@ -11,6 +11,7 @@ mod support;
 mod agent_identity;
 mod agents;
 mod artifacts;
+mod budget;
 mod clients;
 mod events;
 mod job_events;
