@@ -16,6 +16,7 @@ mod events;
 mod job_events;
 mod jobs;
 mod json_shape;
+mod leases;
 mod meta;
 mod oauth;
 mod queues;

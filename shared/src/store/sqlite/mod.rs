@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
+    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LeaseEnd, LogStore,
     QueueStore, RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
 use crate::agents::{agent_name_key, Agent, AgentOwner, AgentUpdate, ProvisionEntry};
@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_job_statistics.sql"),
     include_str!("migrations/0008_agent_owners_and_job_claimers.sql"),
     include_str!("migrations/0009_result_fields.sql"),
+    include_str!("migrations/0010_claim_leases.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
