@@ -15,6 +15,16 @@ pub(super) const JOB_COLUMNS: &str =
 /// the `jobs_lease` index, word for word).
 const HELD: &str = "state NOT IN ('waiting', 'complete', 'completed', 'cancelled')";
 
+/// The jobs whose lease ran out before ?1, oldest lease first, at most ?2,
+/// served by the `jobs_lease` index.
+pub(super) fn expired_leases_sql() -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs \
+         WHERE lease_until IS NOT NULL AND {HELD} AND lease_until < ?1 \
+         ORDER BY lease_until LIMIT ?2"
+    )
+}
+
 /// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
 /// and [`Store::insert_jobs`] (which count it, in the same transaction).
 /// A new job's row, its data already serialized: a large job is then
@@ -266,11 +276,7 @@ impl JobStore for SqliteStore {
 
     async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>> {
         self.read("finding expired leases", move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs \
-                 WHERE lease_until IS NOT NULL AND {HELD} AND lease_until < ?1 \
-                 ORDER BY lease_until LIMIT ?2"
-            ))?;
+            let mut stmt = conn.prepare_cached(&expired_leases_sql())?;
             let rows = stmt.query_map(params![now.millis(), limit as i64], job_from_row)?;
             rows.collect()
         })
