@@ -268,3 +268,84 @@ async fn a_single_device_gets_its_job_back() {
         .await
         .assert_ok_text();
 }
+
+/// Each thing the upstream agent already sends, over HTTP, renews a lease
+/// that had run out (the claim is made as if long ago); a reader without
+/// the holder's cookie renews nothing.
+#[tokio::test]
+async fn what_the_agent_sends_over_http_renews_its_lease() {
+    let server = server().await;
+    register(&server, "dev-1").await;
+    register(&server, "dev-2").await;
+    let app = &server.state.app;
+    let renewals: Vec<(&str, Option<&str>)> = vec![
+        ("status check", Some("dev-1")),
+        ("result read", Some("dev-1")),
+        ("result post", Some("dev-1")),
+        ("log fragment", Some("dev-1")),
+        ("agent data", Some("dev-1")),
+        ("artifact", Some("dev-1")),
+        ("status read by a CLI", None),
+    ];
+    for (what, cookie) in renewals {
+        let id = server.submit(json!({"job_queue": "q"})).await;
+        let long_ago = later(-LEASE * 10);
+        let claimed = app
+            .claim_job(
+                &agent("dev-1"),
+                vec!["q".into()],
+                Some("dev-1".into()),
+                long_ago,
+            )
+            .await
+            .unwrap()
+            .expect("claimed");
+        assert_eq!(claimed.job.job_id.to_string(), id);
+        let reply = match what {
+            "status check" | "status read by a CLI" => {
+                let uri = format!("/v1/result/{id}/status");
+                call_as(&server, Method::GET, &uri, None, cookie, None).await
+            }
+            "result read" => {
+                let uri = format!("/v1/result/{id}");
+                call_as(&server, Method::GET, &uri, None, cookie, None).await
+            }
+            "result post" => {
+                post_result_as(&server, "dev-1", &id, json!({"job_state": "setup"})).await
+            }
+            "log fragment" => post_log_as(&server, "dev-1", &id).await,
+            "agent data" => {
+                let uri = "/v1/agents/data/dev-1";
+                let body = json!({"state": "provision"});
+                call_as(&server, Method::POST, uri, None, cookie, Some(&body)).await
+            }
+            _ => {
+                let body = multipart(BOUNDARY, &[("file", Some("a.tgz"), b"artifact bytes")]);
+                let mut req = request(
+                    Method::POST,
+                    &format!("/v1/result/{id}/artifact"),
+                    Some(&multipart_type()),
+                    axum::body::Body::from(body),
+                );
+                req.headers_mut().insert(
+                    axum::http::header::COOKIE,
+                    "agent_name=dev-1".parse().unwrap(),
+                );
+                server.send(req).await
+            }
+        };
+        assert_eq!(reply.status, StatusCode::OK, "{what}: {reply:?}");
+        let report = app.sweep_leases(later(LEASE / 2)).await.unwrap();
+        if cookie.is_some() {
+            assert_eq!(report.requeued, 0, "{what} renews the lease");
+            post_result_as(&server, "dev-1", &id, json!({"job_state": "complete"}))
+                .await
+                .assert_ok_text();
+        } else {
+            assert_eq!(report.requeued, 1, "{what} renews nothing");
+            assert_eq!(state_of(&server, &id).await, "waiting");
+            // Out of the way of the next round.
+            cancel(&server, &id).await.assert_ok_text();
+        }
+    }
+}
