@@ -925,6 +925,31 @@ pub fn parse_file(text: &str) -> Result<HashMap<String, String>, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn leases_have_their_defaults_and_refuse_values_out_of_bounds() {
+        let config = Config::from_values(&values(&[])).unwrap();
+        assert_eq!(config.leases.lease_seconds, 16_200);
+        assert_eq!(config.leases.max_attempts, 2);
+        let set = values(&[
+            ("TESTFLINGER_LEASE_SECONDS", "600"),
+            ("TESTFLINGER_MAX_ATTEMPTS", "5"),
+        ]);
+        let config = Config::from_values(&set).unwrap();
+        assert_eq!(
+            (config.leases.lease_seconds, config.leases.max_attempts),
+            (600, 5)
+        );
+        for (key, bad) in [
+            ("TESTFLINGER_LEASE_SECONDS", "0"),
+            ("TESTFLINGER_LEASE_SECONDS", "soon"),
+            ("TESTFLINGER_MAX_ATTEMPTS", "0"),
+            ("TESTFLINGER_MAX_ATTEMPTS", "101"),
+        ] {
+            let error = Config::from_values(&values(&[(key, bad)])).unwrap_err();
+            assert!(error.to_string().contains(key), "{key}={bad}: {error}");
+        }
+    }
+
     fn values(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
