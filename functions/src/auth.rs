@@ -64,13 +64,13 @@ impl<S: Send + Sync> FromRequestParts<S> for CallerOf {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(CallerOf(
-            parts
-                .extensions
-                .get::<Caller>()
-                .cloned()
-                .unwrap_or_default(),
-        ))
+        let mut caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default();
+        caller.agent = crate::extract::cookie(&parts.headers, "agent_name");
+        Ok(CallerOf(caller))
     }
 }
 

@@ -27,6 +27,41 @@ use crate::handlers::{
 };
 use crate::AppState;
 
+/// A task run on a schedule rather than by a request: under Lambda its own
+/// function with an EventBridge schedule (`template.yaml`; the route-table
+/// test checks both), in the harness a background task.
+pub struct Scheduled {
+    pub name: &'static str,
+    /// The EventBridge schedule expression.
+    pub schedule: &'static str,
+    /// One run; its answer is logged by the Lambda runtime.
+    pub run: fn(
+        std::sync::Arc<testflinger_shared::app::App>,
+    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, String>>,
+}
+
+/// Every scheduled task.
+pub const SCHEDULED: &[Scheduled] = &[Scheduled {
+    name: "lease-sweep",
+    schedule: "rate(1 minute)",
+    run: |app| {
+        Box::pin(async move {
+            let report = app
+                .sweep_leases(testflinger_shared::Timestamp::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            if report.requeued + report.failed > 0 {
+                tracing::info!(
+                    requeued = report.requeued,
+                    ended = report.failed,
+                    "expired leases swept"
+                );
+            }
+            Ok(serde_json::json!({"requeued": report.requeued, "ended": report.failed}))
+        })
+    },
+}];
+
 /// One endpoint: its function name, method, path (axum and SAM share the
 /// `{param}` syntax) and the handler behind it.
 pub struct Endpoint {

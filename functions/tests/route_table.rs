@@ -8,6 +8,7 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_yaml::Value;
+use testflinger_functions::routes::SCHEDULED;
 use testflinger_functions::{endpoint_app, AppState, ENDPOINTS};
 use testflinger_shared::backends::Backends;
 use testflinger_shared::config::Config;
@@ -52,13 +53,21 @@ fn every_endpoint_has_its_binary_and_no_binary_is_extra() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let source = std::fs::read_to_string(&path).unwrap();
         assert!(
-            source.contains(&format!("serve(\"{name}\")")),
-            "{} must serve the endpoint it is named after",
+            source.contains(&format!("serve(\"{name}\")"))
+                || source.contains(&format!("run_scheduled(\"{name}\")")),
+            "{} must serve the endpoint (or run the scheduled task) it is named after",
             path.display()
         );
         binaries.insert(name);
     }
-    let names: BTreeSet<String> = declared().into_keys().collect();
+    let mut names: BTreeSet<String> = declared().into_keys().collect();
+    for task in SCHEDULED {
+        assert!(
+            names.insert(task.name.to_owned()),
+            "{} is declared twice",
+            task.name
+        );
+    }
     assert_eq!(binaries, names);
 }
 
@@ -74,6 +83,7 @@ fn template_declares_exactly_the_route_table() {
     assert!(globals["Timeout"].is_number() && globals["MemorySize"].is_number());
 
     let mut functions = BTreeMap::new();
+    let mut scheduled = BTreeMap::new();
     for (logical_id, resource) in template["Resources"].as_mapping().unwrap() {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
@@ -85,6 +95,17 @@ fn template_declares_exactly_the_route_table() {
         let events = resource["Properties"]["Events"].as_mapping().unwrap();
         assert_eq!(events.len(), 1, "{binary}: one HttpApi event per function");
         let event = events.values().next().unwrap();
+        if event["Type"].as_str() == Some("ScheduleV2") {
+            let expression = event["Properties"]["ScheduleExpression"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{binary}: a schedule expression"))
+                .to_owned();
+            assert!(
+                scheduled.insert(binary.clone(), expression).is_none(),
+                "{binary} appears twice in template.yaml"
+            );
+            continue;
+        }
         assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{binary}");
         let method = event["Properties"]["Method"]
             .as_str()
@@ -97,6 +118,14 @@ fn template_declares_exactly_the_route_table() {
         );
     }
     assert_eq!(functions, declared());
+    let tasks: BTreeMap<String, String> = SCHEDULED
+        .iter()
+        .map(|t| (t.name.to_owned(), t.schedule.to_owned()))
+        .collect();
+    assert_eq!(
+        scheduled, tasks,
+        "scheduled functions and routes::SCHEDULED"
+    );
 }
 
 #[tokio::test]
@@ -163,4 +192,16 @@ async fn each_function_answers_only_its_own_method_and_path() {
         );
     }
     assert!(endpoint_app("no-such-endpoint", state).is_none());
+}
+
+#[tokio::test]
+async fn each_scheduled_task_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::embedded(dir.path());
+    let backends = Backends::open(&config).await.unwrap();
+    let state = AppState::new(&config, backends);
+    for task in SCHEDULED {
+        let answer = (task.run)(state.app.clone()).await;
+        assert!(answer.is_ok(), "{}: {answer:?}", task.name);
+    }
 }

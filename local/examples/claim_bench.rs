@@ -171,6 +171,7 @@ async fn main() {
             queues: vec!["bench".into()],
             agent_name: Some("raw".into()),
             client_id: None,
+            lease_until: None,
         };
         let started = Instant::now();
         let mut tasks = Vec::new();

@@ -514,11 +514,14 @@ async fn serve(bind: SocketAddr) -> Result<(), String> {
         buffer_budget_mib = guards.serving.buffer_budget >> 20,
         "connection guards"
     );
-    let service = app(AppState::new(&config, backends));
+    let state = AppState::new(&config, backends);
+    let lease_sweeper = tokio::spawn(sweep_leases_forever(state.app.clone()));
+    let service = app(state);
     let result = server::serve(listener, service, guards, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"));
     sweeper.abort();
+    lease_sweeper.abort();
     tracing::info!("stopped");
     result
 }
@@ -533,6 +536,24 @@ async fn sweep_forever(backends: Backends, days: u32) {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "expired jobs removed"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+    }
+}
+
+/// Requeues the jobs of agents gone silent past their lease, and ends
+/// those on their last attempt (under Lambda: the `lease-sweep` function).
+async fn sweep_leases_forever(app: std::sync::Arc<testflinger_shared::app::App>) {
+    let mut ticks = tokio::time::interval(testflinger_shared::app::leases::SWEEP_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match app.sweep_leases(Timestamp::now()).await {
+            Ok(report) if report == Default::default() => {}
+            Ok(report) => tracing::info!(
+                requeued = report.requeued,
+                ended = report.failed,
+                "expired leases swept"
+            ),
+            Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
         }
     }
 }

@@ -45,6 +45,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "TESTFLINGER_RETENTION_DAYS",
         "days jobs, results and blobs are kept",
     ),
+    (
+        "TESTFLINGER_LEASE_SECONDS",
+        "seconds a claimed job stays with an agent that says nothing about it (default 16200)",
+    ),
+    (
+        "TESTFLINGER_MAX_ATTEMPTS",
+        "claims a job gets when it does not set max_attempts (default 2)",
+    ),
     ("TESTFLINGER_LOG_FORMAT", "text or json"),
     (
         "TESTFLINGER_HEADER_TIMEOUT",
@@ -395,6 +403,36 @@ pub struct Config {
     pub retention_days: u32,
     pub log_format: LogFormat,
     pub auth: AuthConfig,
+    pub leases: LeaseConfig,
+}
+
+/// Claim leases (SPEC.md §11): how long a claimed job stays with an agent
+/// that says nothing, and how many claims a job gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// `TESTFLINGER_LEASE_SECONDS`: a claim's lease, renewed by whatever the
+    /// agent posts or reads about the job (see the README for the default).
+    pub lease_seconds: u64,
+    /// `TESTFLINGER_MAX_ATTEMPTS`: claims a job gets when it does not say
+    /// (its `max_attempts` field); after the last lease expires it ends.
+    pub max_attempts: u32,
+}
+
+impl LeaseConfig {
+    /// 4 h 30 min: the agent's default global timeout (4 h), which bounds its
+    /// longest quiet stretch (a provision phase that prints nothing and has
+    /// no cancel checks), plus a margin for uploads and retries.
+    pub const DEFAULT_LEASE_SECONDS: u64 = 4 * 3600 + 30 * 60;
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            lease_seconds: Self::DEFAULT_LEASE_SECONDS,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+        }
+    }
 }
 
 impl Config {
@@ -465,6 +503,32 @@ impl Config {
                 .filter(|d| *d > 0)
                 .ok_or_else(|| "expected a whole number of days, 1 or more".to_owned())
         })?;
+        let leases = LeaseConfig {
+            lease_seconds: parse_or(
+                get,
+                "TESTFLINGER_LEASE_SECONDS",
+                LeaseConfig::DEFAULT_LEASE_SECONDS,
+                |v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|s| (1..=30 * 86_400).contains(s))
+                        .ok_or_else(|| {
+                            "expected a whole number of seconds, from 1 to 2592000".to_owned()
+                        })
+                },
+            )?,
+            max_attempts: parse_or(
+                get,
+                "TESTFLINGER_MAX_ATTEMPTS",
+                LeaseConfig::DEFAULT_MAX_ATTEMPTS,
+                |v| {
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| "expected a whole number from 1 to 100".to_owned())
+                },
+            )?,
+        };
         let under_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let default_format = if under_lambda {
             LogFormat::Json
@@ -487,6 +551,7 @@ impl Config {
             retention_days,
             log_format,
             auth: auth_config(&get)?,
+            leases,
         })
     }
 
@@ -859,6 +924,31 @@ pub fn parse_file(text: &str) -> Result<HashMap<String, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leases_have_their_defaults_and_refuse_values_out_of_bounds() {
+        let config = Config::from_values(&values(&[])).unwrap();
+        assert_eq!(config.leases.lease_seconds, 16_200);
+        assert_eq!(config.leases.max_attempts, 2);
+        let set = values(&[
+            ("TESTFLINGER_LEASE_SECONDS", "600"),
+            ("TESTFLINGER_MAX_ATTEMPTS", "5"),
+        ]);
+        let config = Config::from_values(&set).unwrap();
+        assert_eq!(
+            (config.leases.lease_seconds, config.leases.max_attempts),
+            (600, 5)
+        );
+        for (key, bad) in [
+            ("TESTFLINGER_LEASE_SECONDS", "0"),
+            ("TESTFLINGER_LEASE_SECONDS", "soon"),
+            ("TESTFLINGER_MAX_ATTEMPTS", "0"),
+            ("TESTFLINGER_MAX_ATTEMPTS", "101"),
+        ] {
+            let error = Config::from_values(&values(&[(key, bad)])).unwrap_err();
+            assert!(error.to_string().contains(key), "{key}={bad}: {error}");
+        }
+    }
 
     fn values(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

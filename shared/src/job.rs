@@ -164,9 +164,51 @@ pub struct Job {
     /// for an anonymous claim, and for jobs claimed before the server
     /// recorded claimers.
     pub claimed_by: Option<String>,
+    /// The claim lease (SPEC.md §11): until when the claiming agent holds
+    /// the job without saying anything. `None` before the first claim,
+    /// after a lease ran out (the job was requeued or ended), and for jobs
+    /// claimed before leases existed.
+    pub lease_until: Option<Timestamp>,
+    /// The agent that holds the lease (the claim's `agent_name`).
+    pub lease_holder: Option<String>,
+    /// How many times the job was claimed: the claim's token, compared by
+    /// every move of the lease.
+    pub attempts: i64,
+    /// The agent whose lease ran out, passed over by the next claim.
+    pub passed_over: Option<String>,
 }
 
+/// The job field that bounds its claims (default `TESTFLINGER_MAX_ATTEMPTS`).
+pub const MAX_ATTEMPTS: &str = "max_attempts";
+
 impl Job {
+    /// How many claims the job gets: its own `max_attempts`, else `default`.
+    pub fn max_attempts(&self, default: u32) -> i64 {
+        self.job_data
+            .get(MAX_ATTEMPTS)
+            .and_then(Value::as_i64)
+            .filter(|n| *n >= 1)
+            .unwrap_or(i64::from(default))
+    }
+
+    /// Whether an agent that speaks about this job (`agent`: its cookie, if
+    /// any) lost it: a lease ran out since (the job was requeued or ended
+    /// for it), or another agent holds the job now.
+    pub fn lease_lost_by(&self, agent: Option<&str>) -> bool {
+        if self.attempts == 0 {
+            return false;
+        }
+        if self.lease_until.is_none() {
+            return true;
+        }
+        match (agent, &self.lease_holder) {
+            (Some(agent), Some(holder)) => {
+                crate::agents::agent_name_key(agent) != crate::agents::agent_name_key(holder)
+            }
+            _ => false,
+        }
+    }
+
     /// The agent the job was assigned to at its claim (`result_data.agent_id`).
     pub fn agent_id(&self) -> Option<&str> {
         self.result_data.get("agent_id").and_then(Value::as_str)
@@ -245,6 +287,11 @@ pub fn validate_submission(body: Value, now: Timestamp) -> Result<NewJob> {
             if !matches!(v.as_i64(), Some(n) if n > 0) {
                 errors.add(field, "Must be a positive integer (seconds).");
             }
+        }
+    }
+    if let Some(v) = data.get(MAX_ATTEMPTS) {
+        if !matches!(v.as_i64(), Some(n) if (1..=100).contains(&n)) {
+            errors.add(MAX_ATTEMPTS, "Must be an integer from 1 to 100 (claims).");
         }
     }
     let exclude_agents = check_string_list(&data, "exclude_agents", &mut errors);

@@ -291,6 +291,7 @@ mod tests {
     fn caller(id: &str, role: Role) -> Caller {
         Caller {
             client: Some(Client::new(id, "hash", role)),
+            agent: None,
         }
     }
 
@@ -493,6 +494,10 @@ mod tests {
             job_data: Default::default(),
             result_data: Default::default(),
             claimed_by: Some("lab-a".into()),
+            lease_until: None,
+            lease_holder: None,
+            attempts: 1,
+            passed_over: None,
         };
         let (mine, other) = (caller("lab-a", Role::Agent), caller("lab-b", Role::Agent));
         let check = |who: &Caller, mode, job: &Job| status(may_report_on_job(who, mode, job));

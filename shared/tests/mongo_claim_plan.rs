@@ -65,6 +65,7 @@ async fn the_claim_is_one_bounded_index_scan_per_queue_and_no_sort() {
             queues: queues.iter().map(|q| q.to_string()).collect(),
             agent_name: Some("plan-agent".into()),
             client_id: Some("plan-client".into()),
+            lease_until: None,
         };
         let query = ClaimQuery::new(&request, Timestamp::now());
         let explained = database
@@ -149,6 +150,7 @@ async fn claims_work_on_a_database_that_setup_never_prepared() {
         queues: vec!["bare".into()],
         agent_name: None,
         client_id: None,
+        lease_until: None,
     };
     for expected in [ids[1], ids[0], ids[2]] {
         let claimed = store.claim_job(&request, now).await.expect("no error");

@@ -27,18 +27,30 @@ pub async fn post_result(
 }
 
 /// `GET /v1/result/{id}`
-pub async fn get_result(State(state): State<AppState>, JobId(id): JobId) -> ApiResult<Response> {
-    Ok(match state.app.get_result(id).await? {
-        Some(result) => Json(Value::Object(views::result(&result))).into_response(),
-        None => no_content(),
-    })
+pub async fn get_result(
+    State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
+    JobId(id): JobId,
+) -> ApiResult<Response> {
+    Ok(
+        match state.app.get_result(&caller, id, Timestamp::now()).await? {
+            Some(result) => Json(Value::Object(views::result(&result))).into_response(),
+            None => no_content(),
+        },
+    )
 }
 
 /// `GET /v1/result/{id}/status`: the state and each phase's exit status,
 /// without the logs (the newer agent's cancel check, the CLI's `status`).
-pub async fn get_status(State(state): State<AppState>, JobId(id): JobId) -> ApiResult<Response> {
-    Ok(match state.app.get_job(id).await? {
-        Some(job) => Json(Value::Object(views::result_status(&job))).into_response(),
-        None => no_content(),
-    })
+pub async fn get_status(
+    State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
+    JobId(id): JobId,
+) -> ApiResult<Response> {
+    Ok(
+        match state.app.get_status(&caller, id, Timestamp::now()).await? {
+            Some(job) => Json(Value::Object(views::result_status(&job))).into_response(),
+            None => no_content(),
+        },
+    )
 }

@@ -437,6 +437,7 @@ async fn a_job_claimed_before_claimers_were_recorded_takes_any_agents_posts() {
         queues: vec!["old".into()],
         agent_name: Some("old-agent".into()),
         client_id: None,
+        lease_until: None,
     };
     let claimed = server
         .state

@@ -17,6 +17,7 @@ mod events;
 mod job_events;
 mod jobs;
 mod json_shape;
+mod leases;
 mod meta;
 mod oauth;
 mod queues;

@@ -75,7 +75,9 @@ impl App {
         self.check_agent_identity(caller, name, Binding::Bind, now)
             .await?;
         update.by = changed_by(caller);
-        self.store.upsert_agent(name, &update, now).await
+        self.store.upsert_agent(name, &update, now).await?;
+        self.touch_agent_lease(name, now).await;
+        Ok(())
     }
 
     /// Outside the open mode an agent client acts only under agent names

@@ -62,6 +62,8 @@ impl App {
             return Err(job_not_found(job_id));
         };
         permissions::may_report_on_job(caller, self.settings.auth_mode, &job)?;
+        self.hold_lease(caller, job_id, crate::Timestamp::now())
+            .await?;
         let key = BlobKey::artifact(job_id);
         let size = self
             .blobs
@@ -143,6 +145,8 @@ impl App {
             return Err(job_not_found(job_id));
         };
         permissions::may_report_on_job(caller, self.settings.auth_mode, &job)?;
+        self.hold_lease(caller, job_id, crate::Timestamp::now())
+            .await?;
         let key = BlobKey::artifact(job_id);
         match self
             .blobs

@@ -113,6 +113,7 @@ impl App {
         match self.store.get_client(&claims.client_id).await? {
             Some(client) => Ok(Caller {
                 client: Some(client),
+                agent: None,
             }),
             None => Err(Error::Unauthorized(format!(
                 "Client '{}' no longer exists.",

@@ -212,6 +212,8 @@ impl App {
             return Err(Error::NotFound(format!("Job {job_id} not found.")));
         };
         crate::permissions::may_report_on_job(caller, self.settings.auth_mode, &job)?;
+        self.hold_lease(caller, job_id, crate::Timestamp::now())
+            .await?;
         if body.get("events").is_some_and(|e| !e.is_array()) {
             return Err(Error::invalid_field("events", "Must be a list of events."));
         }

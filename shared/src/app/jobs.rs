@@ -167,6 +167,7 @@ impl App {
             queues: distinct,
             agent_name,
             client_id: caller.client_id().map(str::to_owned),
+            lease_until: Some(self.lease_until(now)),
         };
         let Some(job) = self.store.claim_job(&request, now).await? else {
             return Ok(None);

@@ -19,6 +19,7 @@
 //! | [`statistics`] | counts of submitted jobs per day, queue and submitter |
 //! | [`events`] | the job-events webhook relay |
 //! | [`job_events`] | each job's timeline of events, recorded by the others |
+//! | [`leases`] | claim leases: renewals, the sweep that requeues silent agents' jobs |
 
 pub mod agents;
 pub mod artifacts;
@@ -26,6 +27,7 @@ pub mod clients;
 pub mod events;
 pub mod job_events;
 pub mod jobs;
+pub mod leases;
 pub mod queues;
 pub mod results;
 pub mod secrets;
@@ -37,7 +39,7 @@ use crate::auth::TokenKeys;
 use crate::backends::Backends;
 use crate::blob::BlobStore;
 use crate::clients::Client;
-use crate::config::{Config, Limits};
+use crate::config::{Config, LeaseConfig, Limits};
 use crate::role::{AuthMode, Role};
 use crate::secrets::SecretsKey;
 use crate::store::Store;
@@ -64,6 +66,8 @@ pub struct Settings {
     pub direct_transfers: bool,
     /// Bytes of request bodies all requests may hold in memory at once.
     pub buffer_budget: u64,
+    /// Claim leases and attempts.
+    pub leases: LeaseConfig,
 }
 
 impl Settings {
@@ -81,6 +85,7 @@ impl Settings {
             webhook_auth: auth.webhook_auth.clone(),
             direct_transfers: false,
             buffer_budget: config.serving.buffer_budget,
+            leases: config.leases,
         }
     }
 }
@@ -128,6 +133,9 @@ impl App {
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub client: Option<Client>,
+    /// The `agent_name` cookie the request carried, if any: which agent
+    /// speaks, for the claim lease of the job it posts or reads about.
+    pub agent: Option<String>,
 }
 
 impl Caller {

@@ -52,6 +52,7 @@ impl App {
     ) -> Result<()> {
         let patch = validate_result(body)?;
         self.check_job_reporter(caller, job_id).await?;
+        self.hold_lease(caller, job_id, now).await?;
         let Some(change) = self.store.apply_result(job_id, &patch, now).await? else {
             return Err(job_not_found(job_id));
         };
@@ -69,7 +70,14 @@ impl App {
     /// `GET /v1/result/{id}`: `None` for an unknown job. Each phase's log
     /// is its last `TESTFLINGER_RESULT_LOG_TAIL` bytes, read from the end,
     /// so the answer and the memory it takes stay bounded.
-    pub async fn get_result(&self, job_id: Uuid) -> Result<Option<JobResult>> {
+    /// A read by the agent holding the job's lease (its cancel check) renews it.
+    pub async fn get_result(
+        &self,
+        caller: &Caller,
+        job_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<JobResult>> {
+        self.touch_lease(caller, job_id, now).await;
         let Some(job) = self.store.get_job(job_id).await? else {
             return Ok(None);
         };
@@ -88,6 +96,19 @@ impl App {
         }))
     }
 
+    /// `GET /v1/result/{id}/status`: the job (the view keeps its state and
+    /// statuses); `None` for an unknown job. Like [`App::get_result`], a
+    /// read by the agent holding the lease renews it.
+    pub async fn get_status(
+        &self,
+        caller: &Caller,
+        job_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<Job>> {
+        self.touch_lease(caller, job_id, now).await;
+        self.store.get_job(job_id).await
+    }
+
     /// `POST /v1/result/{id}/log/{type}`: one fragment; a resend of a
     /// stored fragment number changes nothing.
     pub async fn post_log(
@@ -101,6 +122,7 @@ impl App {
         let log_type = LogType::parse(log_type)?;
         let fragment = validate_fragment(body, self.settings.limits.log_fragment)?;
         self.check_job_reporter(caller, job_id).await?;
+        self.hold_lease(caller, job_id, now).await?;
         if self
             .store
             .append_log(job_id, log_type, &fragment, now)
@@ -135,6 +157,7 @@ impl App {
         now: Timestamp,
     ) -> Result<()> {
         self.check_job_reporter(caller, job_id).await?;
+        self.hold_lease(caller, job_id, now).await?;
         if self
             .store
             .append_live_output(job_id, stream, text, now)

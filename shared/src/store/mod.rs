@@ -40,6 +40,10 @@ pub struct ClaimRequest {
     /// The client that claims (`None`: anonymous), recorded on the job as
     /// its `claimed_by`: only that client (or an admin) may then post about it.
     pub client_id: Option<String>,
+    /// The lease the claim starts (until then the job stays with the agent
+    /// without a word); `None`: no lease, the job is never requeued and the
+    /// claim is not counted in its `attempts` (as a claim before leases).
+    pub lease_until: Option<Timestamp>,
 }
 
 impl ClaimRequest {
@@ -57,10 +61,16 @@ impl ClaimRequest {
                 .and_then(serde_json::Value::as_array)
                 .is_some_and(|list| crate::agents::excludes(list, agent))
         };
+        let passed_over = |agent: &String| {
+            job.passed_over.as_ref().is_some_and(|p| {
+                crate::agents::agent_name_key(p) == crate::agents::agent_name_key(agent)
+            })
+        };
         job.state == JobState::Waiting
             && self.queues.contains(&job.job_queue)
             && job.attachments_status != Some(AttachmentsStatus::Waiting)
             && !self.agent_name.as_ref().is_some_and(excluded)
+            && !self.agent_name.as_ref().is_some_and(passed_over)
     }
 }
 
@@ -71,6 +81,15 @@ pub fn claim_order(a: &Job, b: &Job) -> std::cmp::Ordering {
     b.job_priority
         .cmp(&a.job_priority)
         .then(a.created_at.cmp(&b.created_at))
+}
+
+/// How an expired lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// Back to `waiting`; the claim passes over this agent, if any.
+    Requeue { passed_over: Option<String> },
+    /// The last attempt: the job ends `cancelled`.
+    Fail,
 }
 
 /// What a cancel request did.
@@ -104,6 +123,35 @@ pub trait JobStore: Send + Sync + 'static {
     /// `result_data.agent_id` and the claiming client as `claimed_by`. No
     /// two calls, from any process, ever return the same job.
     async fn claim_job(&self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Job>>;
+
+    /// Renews a claim lease to `until`, in one conditional update: only a
+    /// job holding a lease, neither waiting nor terminal, and (when `agent`
+    /// is given) held by that agent or by no named agent. `false` when
+    /// nothing matched (the caller then reads the job to tell why).
+    async fn renew_lease(
+        &self,
+        job_id: Uuid,
+        agent: Option<&str>,
+        until: Timestamp,
+    ) -> Result<bool>;
+
+    /// Jobs whose lease ran out before `now` (neither waiting nor terminal),
+    /// oldest lease first, at most `limit`.
+    async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>>;
+
+    /// Ends the lease of the claim numbered `attempts` if it is still the
+    /// job's claim, still expired at `now` and the job neither waiting nor
+    /// terminal (one conditional update: a renewal racing it wins or loses
+    /// whole). The lease and its holder are cleared; the job goes back to
+    /// `waiting` (keeping its priority and place, passing over
+    /// `passed_over`) or ends `cancelled`. `false` when it did not match.
+    async fn end_lease(
+        &self,
+        job_id: Uuid,
+        attempts: i64,
+        now: Timestamp,
+        end: LeaseEnd,
+    ) -> Result<bool>;
 
     /// Moves a job that is not terminal to `cancelled` at `now`.
     async fn cancel_job(&self, job_id: Uuid, now: Timestamp) -> Result<CancelOutcome>;

@@ -52,6 +52,7 @@ mod agents;
 mod clients;
 mod events;
 mod jobs;
+mod leases;
 mod logs;
 mod queues;
 mod retention;
@@ -78,6 +79,7 @@ fn claim(queues: &[&str], agent: Option<&str>) -> ClaimRequest {
         queues: queues.iter().map(|q| q.to_string()).collect(),
         agent_name: agent.map(str::to_owned),
         client_id: None,
+        lease_until: None,
     }
 }
 

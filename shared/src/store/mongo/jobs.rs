@@ -39,6 +39,13 @@ pub(super) fn job_from_document(mut document: Document) -> Result<Job> {
     };
     let job_data = to_json_map(job_data);
     let claimed_by = document.get_str("claimed_by").ok().map(str::to_owned);
+    let lease_until = document
+        .get_datetime("lease_until")
+        .ok()
+        .map(|d| Timestamp::from_millis(d.timestamp_millis()));
+    let lease_holder = document.get_str("lease_holder").ok().map(str::to_owned);
+    let passed_over = document.get_str("passed_over").ok().map(str::to_owned);
+    let attempts = int(&document, "attempts");
     Ok(Job {
         job_id,
         job_queue: job_data
@@ -54,6 +61,10 @@ pub(super) fn job_from_document(mut document: Document) -> Result<Job> {
         job_data,
         result_data: to_json_map(result_data),
         claimed_by,
+        lease_until,
+        lease_holder,
+        attempts,
+        passed_over,
     })
 }
 
@@ -92,25 +103,32 @@ impl ClaimQuery {
             format!("job_data.{ATTACHMENTS_STATUS}"): {"$ne": AttachmentsStatus::Waiting.as_str()},
         };
         if let Some(agent) = &request.agent_name {
-            // `exclude_agents` compared case-insensitively
+            // `exclude_agents` and `passed_over` compared case-insensitively
             // (`agents::agent_name_key`): `$toLower` folds ASCII as it does.
             // The index serves the rest of the filter; this is checked on
             // the candidates it yields.
+            let key = crate::agents::agent_name_key(agent);
             filter.insert(
                 "$expr",
-                doc! {"$not": [{"$in": [
-                    crate::agents::agent_name_key(agent),
-                    {"$map": {
-                        "input": {"$ifNull": ["$job_data.exclude_agents", []]},
-                        "in": {"$toLower": "$$this"},
-                    }},
-                ]}]},
+                doc! {"$and": [
+                    {"$not": [{"$in": [
+                        &key,
+                        {"$map": {
+                            "input": {"$ifNull": ["$job_data.exclude_agents", []]},
+                            "in": {"$toLower": "$$this"},
+                        }},
+                    ]}]},
+                    {"$ne": [{"$toLower": {"$ifNull": ["$passed_over", ""]}}, &key]},
+                ]},
             );
         }
         let mut set = doc! {
             "result_data.job_state": JobState::Running.as_str(),
             "started_at": date(now),
             "updated_at": date(now),
+            "lease_until": request.lease_until.map(date),
+            "lease_holder": request.agent_name.as_deref(),
+            "passed_over": Bson::Null,
         };
         if let Some(agent) = &request.agent_name {
             set.insert("result_data.agent_id", agent);
@@ -120,7 +138,8 @@ impl ClaimQuery {
         }
         ClaimQuery {
             filter,
-            update: doc! {"$set": set},
+            // A claim without a lease is not an attempt (as in SQLite).
+            update: doc! {"$set": set, "$inc": {"attempts": i32::from(request.lease_until.is_some())}},
             // `_id` (an ObjectId, increasing within a process) breaks ties
             // between jobs created in the same millisecond.
             sort: doc! {"job_priority": -1, "created_at": 1, "_id": 1},
@@ -130,6 +149,16 @@ impl ClaimQuery {
 
 pub(super) fn summary_from_document(document: Document) -> Result<JobSummary> {
     Ok(JobSummary::of(&job_from_document(document)?))
+}
+
+/// `filter` narrowed to jobs whose lease may move: holding one, claimed
+/// and not finished.
+fn held_lease(mut filter: Document) -> Document {
+    let mut states = terminal_states();
+    states.push(JobState::Waiting.as_str());
+    filter.insert("result_data.job_state", doc! {"$nin": states});
+    filter.insert("lease_until", doc! {"$type": "date"});
+    filter
 }
 
 pub(super) fn terminal_states() -> Vec<&'static str> {
@@ -222,6 +251,79 @@ impl JobStore for MongoStore {
         .map_err(|e| Error::backend("claiming a job", e))?;
         // One write: the wait is `started_at - created_at` of the job itself.
         claimed.map(job_from_document).transpose()
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: Uuid,
+        agent: Option<&str>,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let mut filter = held_lease(doc! {"job_id": job_id.to_string()});
+        if let Some(agent) = agent {
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"lease_holder": Bson::Null},
+                    doc! {"$expr": {"$eq": [
+                        {"$toLower": {"$ifNull": ["$lease_holder", ""]}},
+                        crate::agents::agent_name_key(agent),
+                    ]}},
+                ],
+            );
+        }
+        let changed = self
+            .jobs()
+            .update_one(filter, doc! {"$max": {"lease_until": date(until)}})
+            .await
+            .map_err(|e| Error::backend("renewing a lease", e))?;
+        Ok(changed.matched_count == 1)
+    }
+
+    async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>> {
+        let mut filter = held_lease(Document::new());
+        filter.insert("lease_until", doc! {"$type": "date", "$lt": date(now)});
+        let documents: Vec<Document> = self
+            .jobs()
+            .find(filter)
+            .sort(doc! {"lease_until": 1})
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(|e| Error::backend("finding expired leases", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend("finding expired leases", e))?;
+        documents.into_iter().map(job_from_document).collect()
+    }
+
+    async fn end_lease(
+        &self,
+        job_id: Uuid,
+        attempts: i64,
+        now: Timestamp,
+        end: LeaseEnd,
+    ) -> Result<bool> {
+        let mut filter = held_lease(doc! {"job_id": job_id.to_string(), "attempts": attempts});
+        filter.insert("lease_until", doc! {"$type": "date", "$lt": date(now)});
+        let (state, passed_over) = match end {
+            LeaseEnd::Requeue { passed_over } => (JobState::Waiting, passed_over),
+            LeaseEnd::Fail => (JobState::Cancelled, None),
+        };
+        let changed = self
+            .jobs()
+            .update_one(
+                filter,
+                doc! {"$set": {
+                    "result_data.job_state": state.as_str(),
+                    "lease_until": Bson::Null,
+                    "lease_holder": Bson::Null,
+                    "passed_over": passed_over,
+                    "updated_at": date(now),
+                }},
+            )
+            .await
+            .map_err(|e| Error::backend("ending a lease", e))?;
+        Ok(changed.matched_count == 1)
     }
 
     async fn cancel_job(&self, job_id: Uuid, now: Timestamp) -> Result<CancelOutcome> {

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
+    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LeaseEnd, LogStore,
     QueueStore, RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
 use crate::agents::{agent_name_key, Agent, AgentOwner, AgentUpdate, ProvisionEntry};
@@ -128,6 +128,7 @@ impl MongoStore {
                         None,
                     ),
                     index(doc! {"started_at": -1}, "by_start", false, None),
+                    index(doc! {"lease_until": 1}, "lease", false, None),
                     index(
                         doc! {"job_data.tags": 1, "created_at": -1},
                         "by_tag",

@@ -2,13 +2,28 @@
 
 use super::*;
 
-/// A job's columns; the last is its posted result keys (`result_fields`),
-/// laid over `result_data` by [`job_from_row`].
+/// A job's columns; the 11th is its posted result keys (`result_fields`),
+/// laid over `result_data` by [`job_from_row`], then the lease's.
 pub(super) const JOB_COLUMNS: &str =
     "job_id, job_queue, job_priority, state, created_at, started_at, \
      attachments_status, job_data, result_data, claimed_by, \
      (SELECT json_group_object(key, json(value)) FROM result_fields \
-      WHERE result_fields.job_id = jobs.job_id)";
+      WHERE result_fields.job_id = jobs.job_id), \
+     lease_until, lease_holder, attempts, passed_over";
+
+/// A job whose lease may move: claimed and not finished (the condition of
+/// the `jobs_lease` index, word for word).
+const HELD: &str = "state NOT IN ('waiting', 'complete', 'completed', 'cancelled')";
+
+/// The jobs whose lease ran out before ?1, oldest lease first, at most ?2,
+/// served by the `jobs_lease` index.
+pub(super) fn expired_leases_sql() -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs \
+         WHERE lease_until IS NOT NULL AND {HELD} AND lease_until < ?1 \
+         ORDER BY lease_until LIMIT ?2"
+    )
+}
 
 /// Stores one new job in state `waiting`: the row of [`Store::insert_job`]
 /// and [`Store::insert_jobs`] (which count it, in the same transaction).
@@ -84,13 +99,18 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         job_data: parse_object(&job_data),
         result_data,
         claimed_by: row.get(9)?,
+        lease_until: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
+        lease_holder: row.get(12)?,
+        attempts: row.get(13)?,
+        passed_over: row.get(14)?,
     })
 }
 
 /// The `seq` of the job a claim takes for `queues` distinct queues: the best
 /// candidate of each queue comes from the `jobs_claim` index (one seek per
 /// queue), then the best of those. Parameters: ?2 agent name, then one per
-/// queue from ?4 (?3 is the claiming client, used by [`claim_sql`]).
+/// queue from ?5 (?3 is the claiming client and ?4 the lease's end, used by
+/// [`claim_sql`]).
 pub(super) fn candidate_sql(queues: usize) -> String {
     let per_queue: Vec<String> = (0..queues)
         .map(|i| {
@@ -101,8 +121,9 @@ pub(super) fn candidate_sql(queues: usize) -> String {
                  AND (exclude_agents IS NULL OR ?2 IS NULL \
                       OR NOT EXISTS (SELECT 1 FROM json_each(jobs.exclude_agents) \
                                      WHERE lower(value) = lower(?2))) \
+                 AND (passed_over IS NULL OR ?2 IS NULL OR lower(passed_over) <> lower(?2)) \
                  ORDER BY job_priority DESC, seq LIMIT 1)",
-                i + 4
+                i + 5
             )
         })
         .collect();
@@ -112,11 +133,15 @@ pub(super) fn candidate_sql(queues: usize) -> String {
     )
 }
 
-/// The claim: the candidate flipped to `running` in one statement.
-/// Parameters: ?1 now, ?3 the claiming client, then those of [`candidate_sql`].
+/// The claim: the candidate flipped to `running` in one statement, its
+/// lease started (a claim without a lease is not counted as an attempt:
+/// the job is then as jobs claimed before leases). Parameters: ?1 now, ?3 the claiming client, ?4 the lease's
+/// end, then those of [`candidate_sql`].
 pub(super) fn claim_sql(queues: usize) -> String {
     format!(
         "UPDATE jobs SET state = 'running', started_at = ?1, updated_at = ?1, claimed_by = ?3, \
+         lease_until = ?4, lease_holder = ?2, passed_over = NULL, \
+         attempts = attempts + (?4 IS NOT NULL), \
          result_data = CASE WHEN ?2 IS NULL THEN result_data \
                        ELSE json_set(result_data, '$.agent_id', ?2) END \
          WHERE seq = ({}) RETURNING {JOB_COLUMNS}",
@@ -133,12 +158,13 @@ pub(super) fn probe_sql(queues: usize) -> String {
 }
 
 /// The claim statement's parameters: ?1 now, ?2 agent name, ?3 the
-/// claiming client, then the queues.
+/// claiming client, ?4 the lease's end, then the queues.
 pub(super) fn claim_values(request: &ClaimRequest, now: Timestamp) -> Vec<rusqlite::types::Value> {
     let mut values: Vec<rusqlite::types::Value> = vec![
         now.millis().into(),
         request.agent_name.clone().into(),
         request.client_id.clone().into(),
+        request.lease_until.map(Timestamp::millis).into(),
     ];
     values.extend(request.queues.iter().cloned().map(Into::into));
     values
@@ -224,6 +250,66 @@ impl JobStore for SqliteStore {
                 }
             }
             Ok(claimed)
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: Uuid,
+        agent: Option<&str>,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let agent = agent.map(str::to_owned);
+        self.write("renewing a lease", move |conn| {
+            let changed = conn
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET lease_until = max(lease_until, ?3) \
+                     WHERE job_id = ?1 AND lease_until IS NOT NULL AND {HELD} \
+                     AND (?2 IS NULL OR lease_holder IS NULL OR lower(lease_holder) = lower(?2))"
+                ))?
+                .execute(params![job_id.to_string(), agent, until.millis()])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>> {
+        self.read("finding expired leases", move |conn| {
+            let mut stmt = conn.prepare_cached(&expired_leases_sql())?;
+            let rows = stmt.query_map(params![now.millis(), limit as i64], job_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn end_lease(
+        &self,
+        job_id: Uuid,
+        attempts: i64,
+        now: Timestamp,
+        end: LeaseEnd,
+    ) -> Result<bool> {
+        self.write("ending a lease", move |conn| {
+            let (state, passed_over) = match end {
+                LeaseEnd::Requeue { passed_over } => (JobState::Waiting, passed_over),
+                LeaseEnd::Fail => (JobState::Cancelled, None),
+            };
+            let changed = conn
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET state = ?4, lease_until = NULL, lease_holder = NULL, \
+                     passed_over = ?5, updated_at = ?3 \
+                     WHERE job_id = ?1 AND attempts = ?2 AND lease_until IS NOT NULL \
+                     AND {HELD} AND lease_until < ?3"
+                ))?
+                .execute(params![
+                    job_id.to_string(),
+                    attempts,
+                    now.millis(),
+                    state.as_str(),
+                    passed_over
+                ])?;
+            Ok(changed == 1)
         })
         .await
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LogStore,
+    AgentStore, CancelOutcome, ClaimRequest, ClientStore, EventStore, JobStore, LeaseEnd, LogStore,
     QueueStore, RetentionStore, SecretStore, StatisticsStore, TokenStore,
 };
 use crate::agents::{agent_name_key, Agent, AgentOwner, AgentUpdate, ProvisionEntry};
@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_job_statistics.sql"),
     include_str!("migrations/0008_agent_owners_and_job_claimers.sql"),
     include_str!("migrations/0009_result_fields.sql"),
+    include_str!("migrations/0010_claim_leases.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -192,8 +193,27 @@ mod tokens;
 
 #[cfg(test)]
 mod tests {
-    use super::jobs::{claim_sql, probe_sql};
+    use super::jobs::{claim_sql, expired_leases_sql, probe_sql};
     use super::*;
+
+    #[test]
+    fn the_lease_sweep_is_served_by_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let conn = store.inner.writer.lock().unwrap();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", expired_leases_sql()))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params![0i64, 10i64], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|l| l.contains("USING INDEX jobs_lease")),
+            "plan: {plan:#?}"
+        );
+    }
 
     #[test]
     fn the_claim_is_served_by_the_index() {
@@ -208,6 +228,7 @@ mod tests {
                     0i64.into(),
                     "agent".to_string().into(),
                     "client".to_string().into(),
+                    1i64.into(),
                 ];
                 args.extend((0..queues).map(|i| rusqlite::types::Value::from(format!("q{i}"))));
                 let plan: Vec<String> = stmt
