@@ -22,8 +22,10 @@ use crate::job::Job;
 use crate::store::LeaseEnd;
 use crate::{Error, Result, Timestamp};
 
-/// Expired leases one sweep pass handles at most (the next pass takes the rest).
+/// Expired leases one batch of a sweep reads at most.
 pub const SWEEP_BATCH: usize = 500;
+/// How long one sweep may keep taking batches (a Lambda run included).
+pub const SWEEP_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// How often the harness sweeps (under Lambda: a scheduled function, every minute).
 pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -103,12 +105,32 @@ impl App {
 
     /// Ends every lease that ran out before `now`: the job goes back to its
     /// queue (attempts left) or ends `cancelled` (its last attempt), with a
-    /// `job_requeued` or `job_cancelled` event saying why.
+    /// `job_requeued` or `job_cancelled` event saying why. Batches of
+    /// [`SWEEP_BATCH`] follow one another while they are full and make
+    /// progress, for at most [`SWEEP_TIME`]; what is left waits for the
+    /// next sweep.
     pub async fn sweep_leases(&self, now: Timestamp) -> Result<SweepReport> {
+        let started = std::time::Instant::now();
+        let mut report = SweepReport::default();
+        loop {
+            let (found, batch) = self.sweep_lease_batch(now).await?;
+            report.requeued += batch.requeued;
+            report.failed += batch.failed;
+            let progress = batch.requeued + batch.failed > 0;
+            if found < SWEEP_BATCH || !progress || started.elapsed() > SWEEP_TIME {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// One batch of the sweep: how many expired leases it found, and what
+    /// it did with them.
+    async fn sweep_lease_batch(&self, now: Timestamp) -> Result<(usize, SweepReport)> {
         let mut report = SweepReport::default();
         let expired = self.store.expired_leases(now, SWEEP_BATCH).await?;
+        let found = expired.len();
         if expired.is_empty() {
-            return Ok(report);
+            return Ok((found, report));
         }
         let agents = self.store.list_agents().await?;
         for job in expired {
@@ -180,7 +202,7 @@ impl App {
                 self.record(job.job_id, &[event], now).await;
             }
         }
-        Ok(report)
+        Ok((found, report))
     }
 }
 
