@@ -92,6 +92,17 @@ pub enum LeaseEnd {
     Fail,
 }
 
+impl LeaseEnd {
+    /// The state the job ends the lease in, and the agent its next claim
+    /// passes over: one rule for both stores.
+    pub fn outcome(self) -> (JobState, Option<String>) {
+        match self {
+            LeaseEnd::Requeue { passed_over } => (JobState::Waiting, passed_over),
+            LeaseEnd::Fail => (JobState::Cancelled, None),
+        }
+    }
+}
+
 /// What a cancel request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {

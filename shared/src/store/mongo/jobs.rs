@@ -305,10 +305,7 @@ impl JobStore for MongoStore {
     ) -> Result<bool> {
         let mut filter = held_lease(doc! {"job_id": job_id.to_string(), "attempts": attempts});
         filter.insert("lease_until", doc! {"$type": "date", "$lt": date(now)});
-        let (state, passed_over) = match end {
-            LeaseEnd::Requeue { passed_over } => (JobState::Waiting, passed_over),
-            LeaseEnd::Fail => (JobState::Cancelled, None),
-        };
+        let (state, passed_over) = end.outcome();
         let changed = self
             .jobs()
             .update_one(

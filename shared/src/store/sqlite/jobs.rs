@@ -291,10 +291,7 @@ impl JobStore for SqliteStore {
         end: LeaseEnd,
     ) -> Result<bool> {
         self.write("ending a lease", move |conn| {
-            let (state, passed_over) = match end {
-                LeaseEnd::Requeue { passed_over } => (JobState::Waiting, passed_over),
-                LeaseEnd::Fail => (JobState::Cancelled, None),
-            };
+            let (state, passed_over) = end.outcome();
             let changed = conn
                 .prepare_cached(&format!(
                     "UPDATE jobs SET state = ?4, lease_until = NULL, lease_holder = NULL, \
