@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use testflinger_shared::agents::{
     Agent, COMMANDED_MODE, COMMANDED_MODE_CHANGED_AT, COMMANDED_MODE_CHANGED_BY, COMMENT, JOB_ID,
-    MODE, MODE_CHANGED_AT, STATE, STATE_CHANGED_AT,
+    LAST_HEARD, MODE, MODE_CHANGED_AT, SILENT_SINCE, STATE, STATE_CHANGED_AT,
 };
 use testflinger_shared::app::agents::{Agents, OwnerChange};
 use testflinger_shared::app::events::TargetOutcome;
@@ -18,6 +18,7 @@ use testflinger_shared::job::{Job, ATTACHMENTS_STATUS, CLIENT_ID};
 use testflinger_shared::logs::{LogFragment, LogQuery, LogType, LOG_PHASES};
 use testflinger_shared::queues::JobSummary;
 use testflinger_shared::statistics::JobStatistics;
+use testflinger_shared::Timestamp;
 
 /// `GET /v1/job/{id}`: the job as submitted plus `job_id`.
 pub fn job_definition(job: &Job) -> Map<String, Value> {
@@ -195,7 +196,8 @@ pub fn log(log_type: LogType, query: &LogQuery, fragments: &[LogFragment]) -> Va
 /// The API's view of an agent: the fields, `name`, `updated_at`, the streak
 /// and `restricted_to` (each of its queues that is restricted, with the
 /// owners); with `details`, also `log` and `provision_log`.
-pub fn agent(agent: &Agent, details: bool, restricted: &[RestrictedQueue]) -> Value {
+pub fn agent(agent: &Agent, details: bool, listing: &Agents) -> Value {
+    let restricted = &listing.restricted;
     let mut out = Map::new();
     out.insert("name".into(), Value::String(agent.name.clone()));
     for (key, value) in &agent.fields {
@@ -215,6 +217,7 @@ pub fn agent(agent: &Agent, details: bool, restricted: &[RestrictedQueue]) -> Va
         out.insert("provision_streak_count".into(), Value::from(*count));
     }
     out.insert("restricted_to".into(), restricted_to(agent, restricted));
+    liveness(&mut out, agent, listing.offline_before);
     if details {
         out.insert("log".into(), json!(agent.log));
         out.insert(
@@ -223,6 +226,18 @@ pub fn agent(agent: &Agent, details: bool, restricted: &[RestrictedQueue]) -> Va
         );
     }
     Value::Object(out)
+}
+
+/// `last_heard`: when the agent itself last spoke; `silent_since`, only
+/// when it has been silent past `TESTFLINGER_AGENT_OFFLINE_SECONDS`.
+fn liveness(out: &mut Map<String, Value>, agent: &Agent, offline_before: Timestamp) {
+    out.insert(
+        LAST_HEARD.into(),
+        Value::String(agent.heard_at().to_rfc3339()),
+    );
+    if let Some(since) = agent.silent_since(offline_before) {
+        out.insert(SILENT_SINCE.into(), Value::String(since.to_rfc3339()));
+    }
 }
 
 /// Each of the agent's queues that is restricted, with its owners.
@@ -239,7 +254,8 @@ fn restricted_to(agent: &Agent, restricted: &[RestrictedQueue]) -> Value {
 
 /// The v2 view of an agent (upstream `AgentOutV2`): reported mode and
 /// sub-state, the admin's commanded mode, and the job it runs (or null).
-pub fn agent_v2(agent: &Agent, restricted: &[RestrictedQueue], job: Option<&Job>) -> Value {
+pub fn agent_v2(agent: &Agent, listing: &Agents, job: Option<&Job>) -> Value {
+    let restricted = &listing.restricted;
     let field = |name: &str| agent.fields.get(name).cloned().unwrap_or(Value::Null);
     let job = job.map(|job| {
         json!({
@@ -251,7 +267,7 @@ pub fn agent_v2(agent: &Agent, restricted: &[RestrictedQueue], job: Option<&Job>
             "submitted_by": job.client_id(),
         })
     });
-    json!({
+    let mut out = json!({
         "name": agent.name,
         "mode": field(MODE),
         "mode_changed_at": field(MODE_CHANGED_AT),
@@ -267,7 +283,11 @@ pub fn agent_v2(agent: &Agent, restricted: &[RestrictedQueue], job: Option<&Job>
         "comment": field(COMMENT),
         "restricted_to": restricted_to(agent, restricted),
         "job": job,
-    })
+    });
+    if let Value::Object(map) = &mut out {
+        liveness(map, agent, listing.offline_before);
+    }
+    out
 }
 
 /// Agents in the v2 view.
@@ -285,7 +305,7 @@ pub fn agents_v2(listing: &Agents) -> Vec<Value> {
     listing
         .agents
         .iter()
-        .map(|a| agent_v2(a, &listing.restricted, listing.jobs.get(&a.name)))
+        .map(|a| agent_v2(a, listing, listing.jobs.get(&a.name)))
         .collect()
 }
 
@@ -294,7 +314,7 @@ pub fn agents(listing: &Agents) -> Vec<Value> {
     listing
         .agents
         .iter()
-        .map(|a| agent(a, false, &listing.restricted))
+        .map(|a| agent(a, false, listing))
         .collect()
 }
 

@@ -12,6 +12,7 @@ mod server;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use testflinger_functions::{app, telemetry, AppState};
@@ -515,7 +516,10 @@ async fn serve(bind: SocketAddr) -> Result<(), String> {
         "connection guards"
     );
     let state = AppState::new(&config, backends);
-    let lease_sweeper = tokio::spawn(sweep_leases_forever(state.app.clone()));
+    let lease_sweeper = tokio::spawn(sweep_leases_forever(
+        state.app.clone(),
+        Duration::from_secs(config.leases.sweep_seconds),
+    ));
     let service = app(state);
     let result = server::serve(listener, service, guards, shutdown_signal())
         .await
@@ -542,8 +546,8 @@ async fn sweep_forever(backends: Backends, days: u32) {
 
 /// Requeues the jobs of agents gone silent past their lease, and ends
 /// those on their last attempt (under Lambda: the `lease-sweep` function).
-async fn sweep_leases_forever(app: std::sync::Arc<testflinger_shared::app::App>) {
-    let mut ticks = tokio::time::interval(testflinger_shared::app::leases::SWEEP_INTERVAL);
+async fn sweep_leases_forever(app: std::sync::Arc<testflinger_shared::app::App>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
         match app.sweep_leases(Timestamp::now()).await {

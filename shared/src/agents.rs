@@ -102,11 +102,13 @@ pub const AGENT_LOG_KEEP: usize = 100;
 pub const PROVISION_LOG_KEEP: usize = 100;
 
 /// Fields the server owns on an agent; an agent cannot post them.
-const SERVER_FIELDS: [&str; 15] = [
+const SERVER_FIELDS: [&str; 17] = [
     "_id",
     "submitted_by",
     "name",
     "updated_at",
+    LAST_HEARD,
+    SILENT_SINCE,
     "log",
     "provision_log",
     "provision_streak_type",
@@ -235,6 +237,8 @@ pub struct AgentUpdate {
     /// Who made the change, written as `*_changed_by`; `None` for an
     /// agent's own report (upstream stamps no `_by` then).
     pub by: Option<String>,
+    /// The agent itself speaks: its `last_heard` becomes the update's time.
+    pub heard: bool,
 }
 
 /// What a store writes for an update: the fields to set and to remove.
@@ -557,6 +561,12 @@ pub fn next_streak(current: Option<(&str, i64)>, exit_code: i64) -> (&'static st
     }
 }
 
+/// When the agent itself last spoke (kept apart from `updated_at`, which
+/// an admin's command also moves); and, in listings, since when it has
+/// been silent.
+pub const LAST_HEARD: &str = "last_heard";
+pub const SILENT_SINCE: &str = "silent_since";
+
 /// A stored agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
@@ -564,6 +574,11 @@ pub struct Agent {
     pub fields: Map<String, Value>,
     pub log: Vec<String>,
     pub updated_at: Timestamp,
+    /// The last time the agent itself was heard from (its claims, posts,
+    /// and reads of its own data and job), written at most once per
+    /// [`crate::app::liveness`] interval; `None` for an agent stored before
+    /// the server kept it.
+    pub last_heard: Option<Timestamp>,
     pub provision_streak: Option<(String, i64)>,
     pub provision_log: Vec<Value>,
 }
@@ -627,6 +642,20 @@ impl Agent {
     /// (its running job, if any, finishes normally).
     pub fn is_drained(&self) -> bool {
         self.commanded_mode().is_some_and(AgentMode::drains)
+    }
+
+    /// When the agent was last heard from: its own word, or for an agent
+    /// stored before the server kept that, its last update.
+    pub fn heard_at(&self) -> Timestamp {
+        self.last_heard.unwrap_or(self.updated_at)
+    }
+
+    /// Since when the agent has been silent, if it has not been heard from
+    /// at `offline_before` or later; `None` while it is alive. Its reported
+    /// and commanded state are left as they are.
+    pub fn silent_since(&self, offline_before: Timestamp) -> Option<Timestamp> {
+        let heard = self.heard_at();
+        (heard < offline_before).then_some(heard)
     }
 
     /// The job the agent runs, if any.

@@ -53,6 +53,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "TESTFLINGER_MAX_ATTEMPTS",
         "claims a job gets when it does not set max_attempts (default 2)",
     ),
+    (
+        "TESTFLINGER_LEASE_SWEEP_SECONDS",
+        "seconds between the harness's sweeps of expired leases (default 30)",
+    ),
+    (
+        "TESTFLINGER_AGENT_OFFLINE_SECONDS",
+        "seconds without a word from an agent before listings show it silent (default 300)",
+    ),
     ("TESTFLINGER_LOG_FORMAT", "text or json"),
     (
         "TESTFLINGER_HEADER_TIMEOUT",
@@ -416,6 +424,13 @@ pub struct LeaseConfig {
     /// `TESTFLINGER_MAX_ATTEMPTS`: claims a job gets when it does not say
     /// (its `max_attempts` field); after the last lease expires it ends.
     pub max_attempts: u32,
+    /// `TESTFLINGER_LEASE_SWEEP_SECONDS`: how often the harness sweeps
+    /// expired leases (under Lambda the schedule in `template.yaml` rules).
+    pub sweep_seconds: u64,
+    /// `TESTFLINGER_AGENT_OFFLINE_SECONDS`: an agent not heard from for this
+    /// long is shown silent, and a requeued job is not kept from it for
+    /// the sake of another agent that is silent too.
+    pub agent_offline_seconds: u64,
 }
 
 impl LeaseConfig {
@@ -424,6 +439,11 @@ impl LeaseConfig {
     /// no cancel checks), plus a margin for uploads and retries.
     pub const DEFAULT_LEASE_SECONDS: u64 = 4 * 3600 + 30 * 60;
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
+    pub const DEFAULT_SWEEP_SECONDS: u64 = 30;
+    /// 5 min: an idle agent polls every few seconds (10 s by default), a
+    /// busy one posts output every 10 s, so five minutes of silence is 30
+    /// missed polls, not a slow network.
+    pub const DEFAULT_AGENT_OFFLINE_SECONDS: u64 = 300;
 }
 
 impl Default for LeaseConfig {
@@ -431,6 +451,8 @@ impl Default for LeaseConfig {
         LeaseConfig {
             lease_seconds: Self::DEFAULT_LEASE_SECONDS,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            sweep_seconds: Self::DEFAULT_SWEEP_SECONDS,
+            agent_offline_seconds: Self::DEFAULT_AGENT_OFFLINE_SECONDS,
         }
     }
 }
@@ -527,6 +549,18 @@ impl Config {
                         .filter(|n| (1..=100).contains(n))
                         .ok_or_else(|| "expected a whole number from 1 to 100".to_owned())
                 },
+            )?,
+            sweep_seconds: parse_or(
+                get,
+                "TESTFLINGER_LEASE_SWEEP_SECONDS",
+                LeaseConfig::DEFAULT_SWEEP_SECONDS,
+                |v| whole_seconds(v, 1, 3600),
+            )?,
+            agent_offline_seconds: parse_or(
+                get,
+                "TESTFLINGER_AGENT_OFFLINE_SECONDS",
+                LeaseConfig::DEFAULT_AGENT_OFFLINE_SECONDS,
+                |v| whole_seconds(v, 10, 7 * 86_400),
             )?,
         };
         let under_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
@@ -921,6 +955,15 @@ pub fn parse_file(text: &str) -> Result<HashMap<String, String>, String> {
     Ok(values)
 }
 
+/// A whole number of seconds from `min` to `max`.
+fn whole_seconds(value: &str, min: u64, max: u64) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (min..=max).contains(s))
+        .ok_or_else(|| format!("expected a whole number of seconds, from {min} to {max}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -930,20 +973,35 @@ mod tests {
         let config = Config::from_values(&values(&[])).unwrap();
         assert_eq!(config.leases.lease_seconds, 16_200);
         assert_eq!(config.leases.max_attempts, 2);
+        assert_eq!(config.leases.sweep_seconds, 30);
+        assert_eq!(config.leases.agent_offline_seconds, 300);
         let set = values(&[
             ("TESTFLINGER_LEASE_SECONDS", "600"),
             ("TESTFLINGER_MAX_ATTEMPTS", "5"),
+            ("TESTFLINGER_LEASE_SWEEP_SECONDS", "2"),
+            ("TESTFLINGER_AGENT_OFFLINE_SECONDS", "60"),
         ]);
         let config = Config::from_values(&set).unwrap();
         assert_eq!(
             (config.leases.lease_seconds, config.leases.max_attempts),
             (600, 5)
         );
+        assert_eq!(
+            (
+                config.leases.sweep_seconds,
+                config.leases.agent_offline_seconds
+            ),
+            (2, 60)
+        );
         for (key, bad) in [
             ("TESTFLINGER_LEASE_SECONDS", "0"),
             ("TESTFLINGER_LEASE_SECONDS", "soon"),
             ("TESTFLINGER_MAX_ATTEMPTS", "0"),
             ("TESTFLINGER_MAX_ATTEMPTS", "101"),
+            ("TESTFLINGER_LEASE_SWEEP_SECONDS", "0"),
+            ("TESTFLINGER_LEASE_SWEEP_SECONDS", "3601"),
+            ("TESTFLINGER_AGENT_OFFLINE_SECONDS", "9"),
+            ("TESTFLINGER_AGENT_OFFLINE_SECONDS", "often"),
         ] {
             let error = Config::from_values(&values(&[(key, bad)])).unwrap_err();
             assert!(error.to_string().contains(key), "{key}={bad}: {error}");

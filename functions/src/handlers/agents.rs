@@ -117,31 +117,42 @@ pub async fn assign_agent_owner(
 
 /// `GET /v2/agents/data`
 pub async fn list_agents_v2(State(state): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(views::agents_v2(&state.app.list_agents_v2().await?)))
+    let listing = state.app.list_agents_v2(Timestamp::now()).await?;
+    Ok(Json(views::agents_v2(&listing)))
 }
 
 /// `GET /v2/agents/{name}/data`
 pub async fn get_agent_v2(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     Segment(name): Segment,
 ) -> ApiResult<Json<Value>> {
-    let listing = state.app.get_agent_v2(&name).await?;
+    let listing = state
+        .app
+        .get_agent_v2(&caller, &name, Timestamp::now())
+        .await?;
     Ok(Json(views::agents_v2(&listing).remove(0)))
 }
 
 /// `GET /v1/agents/data`: every agent, without its logs.
 pub async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(views::agents(&state.app.list_agents().await?)))
+    let listing = state.app.list_agents(Timestamp::now()).await?;
+    Ok(Json(views::agents(&listing)))
 }
 
-/// `GET /v1/agents/data/{name}`
+/// `GET /v1/agents/data/{name}`: the agent reading its own data is heard
+/// from.
 pub async fn get_agent(
     State(state): State<AppState>,
+    CallerOf(caller): CallerOf,
     Segment(name): Segment,
 ) -> ApiResult<Json<Value>> {
-    let listing = state.app.get_agent(&name).await?;
+    let listing = state
+        .app
+        .get_agent(&caller, &name, Timestamp::now())
+        .await?;
     let agent = &listing.agents[0];
-    Ok(Json(views::agent(agent, true, &listing.restricted)))
+    Ok(Json(views::agent(agent, true, &listing)))
 }
 
 /// `POST /v1/agents/provision_logs/{name}`

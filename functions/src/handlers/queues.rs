@@ -17,7 +17,9 @@ pub async fn queue_agents(
     State(state): State<AppState>,
     Segment(queue): Segment,
 ) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(views::agents(&state.app.queue_agents(&queue).await?)))
+    Ok(Json(views::agents(
+        &state.app.queue_agents(&queue, Timestamp::now()).await?,
+    )))
 }
 
 /// `GET /v1/queues/{queue}/jobs`: the queue's jobs in any state, newest first.

@@ -18,6 +18,7 @@ mod job_events;
 mod jobs;
 mod json_shape;
 mod leases;
+mod liveness;
 mod meta;
 mod oauth;
 mod queues;

@@ -15,6 +15,7 @@ pub struct Server {
     pub base: String,
     /// Every line the server has logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
     _data: tempfile::TempDir,
 }
 
@@ -40,27 +41,36 @@ impl Server {
         Self::start_in(command, env)
     }
 
-    fn start_in(mut command: Command, env: &[(&str, &str)]) -> Server {
+    fn start_in(command: Command, env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let mut child = command
-            .args(["--bind", "127.0.0.1:0"])
-            .current_dir(data.path())
-            .env("TESTFLINGER_DATA_DIR", data.path().join("data"))
-            .env_remove("TESTFLINGER_CONFIG")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the harness binary starts");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let log = std::sync::Arc::default();
-        let base = listening_address(&mut child, std::sync::Arc::clone(&log));
+        let (child, base) = spawn(command, data.path(), &env, std::sync::Arc::clone(&log));
         Server {
             child,
             base,
             log,
+            env,
             _data: data,
         }
+    }
+
+    /// Kills the harness with SIGKILL, as a crash or an OOM kill would, and
+    /// starts it again on the same data and settings (on a new port).
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+        let (child, base) = spawn(
+            Command::new(BINARY),
+            self._data.path(),
+            &self.env,
+            std::sync::Arc::clone(&self.log),
+        );
+        self.child = child;
+        self.base = base;
     }
 
     /// The data folder the harness runs on (its embedded store).
@@ -92,6 +102,29 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the harness on a free port over `folder`; answers the child and
+/// its base URL once it listens.
+fn spawn(
+    mut command: Command,
+    folder: &std::path::Path,
+    env: &[(String, String)],
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> (Child, String) {
+    let mut child = command
+        .args(["--bind", "127.0.0.1:0"])
+        .current_dir(folder)
+        .env("TESTFLINGER_DATA_DIR", folder.join("data"))
+        .env_remove("TESTFLINGER_CONFIG")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the harness binary starts");
+    let base = listening_address(&mut child, log);
+    (child, base)
 }
 
 /// Reads the start-up log until the line that names the bound address, then

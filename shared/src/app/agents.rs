@@ -26,6 +26,9 @@ pub struct Agents {
     /// The job each agent runs (v2 views), by agent name; only filled
     /// by the v2 reads.
     pub jobs: BTreeMap<String, Job>,
+    /// Agents last heard from before this instant are shown silent
+    /// ([`Agent::silent_since`]).
+    pub offline_before: Timestamp,
 }
 
 /// Who is stamped as `*_changed_by` for a post: the client, except for an
@@ -75,7 +78,12 @@ impl App {
         self.check_agent_identity(caller, name, Binding::Bind, now)
             .await?;
         update.by = changed_by(caller);
+        // The agent's own report (not an operator's edit) is its word.
+        update.heard = update.by.is_none();
         self.store.upsert_agent(name, &update, now).await?;
+        if update.heard {
+            self.heard_in_write(name, now);
+        }
         self.touch_agent_lease(name, now).await;
         Ok(())
     }
@@ -198,7 +206,10 @@ impl App {
         self.check_agent_identity(caller, name, Binding::Bind, now)
             .await?;
         update.by = changed_by(caller);
-        self.store.upsert_agent(name, &update, now).await
+        update.heard = true;
+        self.store.upsert_agent(name, &update, now).await?;
+        self.heard_in_write(name, now);
+        Ok(())
     }
 
     /// `PATCH /v2/agents/{name}/commanded_mode`: an admin's command; an
@@ -221,25 +232,31 @@ impl App {
     }
 
     /// `GET /v1/agents/data`: every agent.
-    pub async fn list_agents(&self) -> Result<Agents> {
+    pub async fn list_agents(&self, now: Timestamp) -> Result<Agents> {
         let agents = self.store.list_agents().await?;
         let restricted = self.store.list_restricted_queues().await?;
         Ok(Agents {
             agents,
             restricted,
             jobs: BTreeMap::new(),
+            offline_before: self.offline_before(now),
         })
     }
 
     /// `GET /v2/agents/data`: every agent with the job it runs.
-    pub async fn list_agents_v2(&self) -> Result<Agents> {
-        let listing = self.list_agents().await?;
+    pub async fn list_agents_v2(&self, now: Timestamp) -> Result<Agents> {
+        let listing = self.list_agents(now).await?;
         self.with_jobs(listing).await
     }
 
     /// `GET /v2/agents/{name}/data`: one agent with the job it runs.
-    pub async fn get_agent_v2(&self, name: &str) -> Result<Agents> {
-        let listing = self.get_agent(name).await?;
+    pub async fn get_agent_v2(
+        &self,
+        caller: &Caller,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Agents> {
+        let listing = self.get_agent(caller, name, now).await?;
         self.with_jobs(listing).await
     }
 
@@ -255,18 +272,21 @@ impl App {
         Ok(listing)
     }
 
-    /// `GET /v1/agents/data/{name}`: one agent, 404 when unknown.
-    pub async fn get_agent(&self, name: &str) -> Result<Agents> {
+    /// `GET /v1/agents/data/{name}`: one agent, 404 when unknown. The
+    /// agent reading its own data is heard from.
+    pub async fn get_agent(&self, caller: &Caller, name: &str, now: Timestamp) -> Result<Agents> {
         let agent = self
             .store
             .get_agent(name)
             .await?
             .ok_or_else(|| unknown_agent(name))?;
+        self.heard_reading_itself(caller, &agent, now).await;
         let restricted = self.store.list_restricted_queues().await?;
         Ok(Agents {
             agents: vec![agent],
             restricted,
             jobs: BTreeMap::new(),
+            offline_before: self.offline_before(now),
         })
     }
 
@@ -283,6 +303,9 @@ impl App {
         self.check_agent_identity(caller, name, Binding::CheckOnly, now)
             .await?;
         if self.store.record_provision(name, &entry, now).await? {
+            if caller.role().is_none_or(|r| r == Role::Agent) {
+                self.heard_from(name, None, now).await;
+            }
             Ok(())
         } else {
             Err(unknown_agent(name))

@@ -152,14 +152,13 @@ impl App {
                 .await?;
         }
         // Drain: an agent commanded into maintenance or offline takes no
-        // new job (its running one finishes normally).
+        // new job (its running one finishes normally). The same read tells
+        // whether the agent's liveness is due a write.
         if let Some(agent) = &agent_name {
-            if self
-                .store
-                .get_agent(agent)
-                .await?
-                .is_some_and(|a| a.is_drained())
-            {
+            let stored = self.store.get_agent(agent).await?;
+            let last_heard = stored.as_ref().and_then(|a| a.last_heard);
+            self.heard_from(agent, last_heard, now).await;
+            if stored.is_some_and(|a| a.is_drained()) {
                 return Ok(None);
             }
         }

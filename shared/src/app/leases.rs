@@ -27,9 +27,6 @@ pub const SWEEP_BATCH: usize = 500;
 /// How long one sweep may keep taking batches (a Lambda run included).
 pub const SWEEP_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// How often the harness sweeps (under Lambda: a scheduled function, every minute).
-pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -59,6 +56,10 @@ impl App {
             .renew_lease(job_id, agent, self.lease_until(now))
             .await?
         {
+            // Only the holder renews: the agent speaks about its own job.
+            if let Some(agent) = agent {
+                self.heard_from(agent, None, now).await;
+            }
             return Ok(());
         }
         match self.store.get_job(job_id).await? {
@@ -79,12 +80,16 @@ impl App {
         let Some(agent) = caller.agent.as_deref() else {
             return;
         };
-        if let Err(error) = self
+        match self
             .store
             .renew_lease(job_id, Some(agent), self.lease_until(now))
             .await
         {
-            tracing::warn!(job_id = %job_id, agent, error = %error, "lease not renewed");
+            Ok(true) => self.heard_from(agent, None, now).await,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(job_id = %job_id, agent, error = %error, "lease not renewed")
+            }
         }
     }
 
@@ -133,6 +138,7 @@ impl App {
             return Ok((found, report));
         }
         let agents = self.store.list_agents().await?;
+        let offline_before = self.offline_before(now);
         for job in expired {
             let silent = job.lease_holder.clone();
             let max = job.max_attempts(self.settings.leases.max_attempts);
@@ -170,7 +176,7 @@ impl App {
             // queue may run the job: a single device gets it back.
             let passed_over = silent
                 .clone()
-                .filter(|agent| another_agent_may_run(&agents, &job, agent));
+                .filter(|agent| another_agent_may_run(&agents, &job, agent, offline_before));
             let end = LeaseEnd::Requeue {
                 passed_over: passed_over.clone(),
             };
@@ -218,8 +224,14 @@ fn lease_event(name: EventName, at: Timestamp, message: String, agent: Option<&s
 }
 
 /// Whether an agent other than `silent` serves the job's queue, is not
-/// excluded by it and not drained.
-fn another_agent_may_run(agents: &[crate::agents::Agent], job: &Job, silent: &str) -> bool {
+/// excluded by it, not drained, and not silent itself (heard from at
+/// `offline_before` or later).
+fn another_agent_may_run(
+    agents: &[crate::agents::Agent],
+    job: &Job,
+    silent: &str,
+    offline_before: Timestamp,
+) -> bool {
     let excluded: Vec<String> = job
         .job_data
         .get("exclude_agents")
@@ -236,6 +248,7 @@ fn another_agent_may_run(agents: &[crate::agents::Agent], job: &Job, silent: &st
         key != agent_name_key(silent)
             && !excluded.contains(&key)
             && !a.is_drained()
+            && a.silent_since(offline_before).is_none()
             && a.queues().contains(&job.job_queue.as_str())
     })
 }

@@ -20,6 +20,7 @@
 //! | [`events`] | the job-events webhook relay |
 //! | [`job_events`] | each job's timeline of events, recorded by the others |
 //! | [`leases`] | claim leases: renewals, the sweep that requeues silent agents' jobs |
+//! | [`liveness`] | when each agent was last heard from; silent agents |
 
 pub mod agents;
 pub mod artifacts;
@@ -28,6 +29,7 @@ pub mod events;
 pub mod job_events;
 pub mod jobs;
 pub mod leases;
+pub mod liveness;
 pub mod queues;
 pub mod results;
 pub mod secrets;
@@ -98,6 +100,7 @@ pub struct App {
     settings: Settings,
     webhooks: Option<Arc<dyn WebhookSender>>,
     logins: crate::throttle::LoginThrottle,
+    heard: liveness::HeardCache,
 }
 
 impl App {
@@ -108,6 +111,7 @@ impl App {
             settings,
             webhooks: None,
             logins: Default::default(),
+            heard: Default::default(),
         }
     }
 

@@ -13,8 +13,8 @@ use crate::{Error, Result, Timestamp};
 impl App {
     /// `GET /v1/queues/{queue}/agents`. A queue exists when some agent
     /// lists it; the CLI's submit pre-check relies on the 404 message.
-    pub async fn queue_agents(&self, queue: &str) -> Result<Agents> {
-        let mut listing = self.list_agents().await?;
+    pub async fn queue_agents(&self, queue: &str, now: Timestamp) -> Result<Agents> {
+        let mut listing = self.list_agents(now).await?;
         listing.agents.retain(|a| a.queues().contains(&queue));
         if listing.agents.is_empty() {
             return Err(Error::NotFound(format!("Queue '{queue}' does not exist.")));

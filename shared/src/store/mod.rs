@@ -292,6 +292,10 @@ pub trait AgentStore: Send + Sync + 'static {
     /// only while it is still linked to that job.
     async fn clear_agent_job(&self, name: &str, job_id: Uuid, now: Timestamp) -> Result<()>;
 
+    /// Records that an existing agent was heard from at `now` (its
+    /// `last_heard` never moves back); an unknown agent: nothing.
+    async fn mark_heard(&self, name: &str, now: Timestamp) -> Result<()>;
+
     /// The owner of an agent name, the name matched by
     /// [`agent_name_key`](crate::agents::agent_name_key); `None` when no
     /// client owns it. Owners are kept apart from agent records: a name

@@ -11,6 +11,7 @@ conformance!(
     agent_names_are_bound_once_whatever_the_case,
     concurrent_first_binds_make_one_owner,
     admins_reassign_and_release_agent_names,
+    an_agent_is_heard_from_by_its_own_writes_and_never_back_in_time,
 );
 
 async fn agents_are_upserted_and_keep_their_last_log_lines(store: Arc<dyn Store>) {
@@ -292,4 +293,46 @@ async fn admins_reassign_and_release_agent_names(store: Arc<dyn Store>) {
             .as_deref(),
         Some("lab-a")
     );
+}
+
+async fn an_agent_is_heard_from_by_its_own_writes_and_never_back_in_time(store: Arc<dyn Store>) {
+    // An operator's write (not the agent's word) leaves last_heard unset.
+    store
+        .upsert_agent("dev-1", &agent_update(json!({"location": "lab"})), t(1))
+        .await
+        .unwrap();
+    let agent = store.get_agent("dev-1").await.unwrap().unwrap();
+    assert_eq!(agent.last_heard, None);
+    assert_eq!(agent.heard_at(), t(1), "falls back to the last update");
+    assert!(!agent.fields.contains_key("last_heard"));
+
+    // The agent's own report stores it in the same write.
+    let mut own = agent_update(json!({"state": "waiting"}));
+    own.heard = true;
+    store.upsert_agent("dev-1", &own, t(5)).await.unwrap();
+    assert_eq!(
+        store.get_agent("dev-1").await.unwrap().unwrap().last_heard,
+        Some(t(5))
+    );
+
+    // Marks move it forward only; an operator's later write keeps it.
+    store.mark_heard("dev-1", t(9)).await.unwrap();
+    store.mark_heard("dev-1", t(7)).await.unwrap();
+    store
+        .update_agent("dev-1", &agent_update(json!({"comment": "by hand"})), t(20))
+        .await
+        .unwrap();
+    let agent = store.get_agent("dev-1").await.unwrap().unwrap();
+    assert_eq!(agent.last_heard, Some(t(9)));
+    assert_eq!(agent.updated_at, t(20));
+    assert_eq!(agent.silent_since(t(10)), Some(t(9)));
+    assert_eq!(agent.silent_since(t(9)), None);
+    // It is not one of the agent's fields, and listings read it too.
+    assert!(!agent.fields.contains_key("last_heard"));
+    let listed = store.list_agents().await.unwrap();
+    assert_eq!(listed[0].last_heard, Some(t(9)));
+
+    // An unknown agent is not created by being heard from.
+    store.mark_heard("nobody", t(9)).await.unwrap();
+    assert!(store.get_agent("nobody").await.unwrap().is_none());
 }

@@ -16,6 +16,11 @@ pub(super) fn agent_from_document(mut document: Document) -> Agent {
         .map(|d| d.timestamp_millis())
         .unwrap_or(0);
     document.remove("updated_at");
+    let last_heard = document
+        .get_datetime(crate::agents::LAST_HEARD)
+        .ok()
+        .map(|d| Timestamp::from_millis(d.timestamp_millis()));
+    document.remove(crate::agents::LAST_HEARD);
     let strings = |value: Option<Bson>| -> Vec<Bson> {
         match value {
             Some(Bson::Array(items)) => items,
@@ -51,6 +56,7 @@ pub(super) fn agent_from_document(mut document: Document) -> Agent {
         updated_at: Timestamp::from_millis(updated_at),
         provision_streak: streak,
         provision_log,
+        last_heard,
     }
 }
 
@@ -86,6 +92,9 @@ impl MongoStore {
         let changes = update.changes(current.as_ref().map(|a| &a.fields), now);
         let mut set = to_document(&changes.set, "agent")?;
         set.insert("updated_at", date(now));
+        if update.heard {
+            set.insert(crate::agents::LAST_HEARD, date(now));
+        }
         check_size(&set)?;
         let mut change = doc! {"$set": set};
         if !changes.unset.is_empty() {
@@ -217,6 +226,19 @@ impl AgentStore for MongoStore {
             )
             .await
             .map_err(|e| Error::backend("unlinking an agent from its job", e))?;
+        Ok(())
+    }
+
+    async fn mark_heard(&self, name: &str, now: Timestamp) -> Result<()> {
+        // `$max`: a late write from a slower process never moves it back.
+        self.db
+            .collection::<Document>(AGENTS)
+            .update_one(
+                doc! {"name": name},
+                doc! {"$max": {crate::agents::LAST_HEARD: date(now)}},
+            )
+            .await
+            .map_err(|e| Error::backend("recording that an agent was heard from", e))?;
         Ok(())
     }
 

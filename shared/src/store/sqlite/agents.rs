@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) const AGENT_COLUMNS: &str =
-    "name, fields, log, updated_at, streak_type, streak_count, provision_log";
+    "name, fields, log, updated_at, streak_type, streak_count, provision_log, last_heard";
 
 pub(super) fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     let fields: String = row.get(1)?;
@@ -18,6 +18,7 @@ pub(super) fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
         updated_at: Timestamp::from_millis(row.get(3)?),
         provision_streak: streak_type.zip(streak_count),
         provision_log: serde_json::from_str(&provision_log).unwrap_or_default(),
+        last_heard: row.get::<_, Option<i64>>(7)?.map(Timestamp::from_millis),
     })
 }
 
@@ -46,7 +47,7 @@ pub(super) fn load_agent(conn: &Connection, name: &str) -> rusqlite::Result<Opti
 pub(super) fn save_agent(conn: &Connection, agent: &Agent) -> rusqlite::Result<()> {
     let (streak_type, streak_count) = agent.provision_streak.clone().unzip();
     conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        "INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))?
     .execute(params![
         agent.name,
@@ -56,6 +57,7 @@ pub(super) fn save_agent(conn: &Connection, agent: &Agent) -> rusqlite::Result<(
         streak_type,
         streak_count,
         Value::Array(agent.provision_log.clone()).to_string(),
+        agent.last_heard.map(Timestamp::millis),
     ])?;
     Ok(())
 }
@@ -85,11 +87,15 @@ impl SqliteStore {
                 updated_at: now,
                 provision_streak: None,
                 provision_log: Vec::new(),
+                last_heard: None,
             });
             changes.apply(&mut agent.fields);
             agent.log.extend(update.log);
             crate::agents::keep_last(&mut agent.log, crate::agents::AGENT_LOG_KEEP);
             agent.updated_at = now;
+            if update.heard {
+                agent.last_heard = Some(now);
+            }
             save_agent(&tx, &agent)?;
             tx.commit()?;
             Ok(true)
@@ -176,6 +182,19 @@ impl AgentStore for SqliteStore {
                 }
             }
             tx.commit()
+        })
+        .await
+    }
+
+    async fn mark_heard(&self, name: &str, now: Timestamp) -> Result<()> {
+        let name = name.to_owned();
+        self.write("recording that an agent was heard from", move |conn| {
+            conn.prepare_cached(
+                "UPDATE agents SET last_heard = ?2 \
+                 WHERE name = ?1 AND (last_heard IS NULL OR last_heard < ?2)",
+            )?
+            .execute(params![name, now.millis()])?;
+            Ok(())
         })
         .await
     }
