@@ -14,6 +14,7 @@ pub async fn serve(endpoint: &str) -> Result<(), lambda_http::Error> {
     let backends = Backends::open(&config).await?;
     let mut settings = Settings::new(&config);
     settings.direct_transfers = true;
+    crate::metrics::log_embedded_metrics();
     let state = AppState::with_settings(settings, backends);
     let app = endpoint_app(endpoint, state)
         .ok_or_else(|| format!("no endpoint is named {endpoint:?}"))?;

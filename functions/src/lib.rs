@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod lambda;
+pub mod metrics;
 pub mod query;
 pub mod routes;
 pub mod state;

@@ -93,6 +93,13 @@ macro_rules! endpoint {
 
 pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!("version", GET, "/v1", meta::version, Access::Public),
+    endpoint!(
+        "metrics",
+        GET,
+        "/metrics",
+        crate::metrics::get_metrics,
+        Access::Public
+    ),
     endpoint!("job-submit", POST, "/v1/job", jobs::submit_job, AMC),
     endpoint!("job-claim", GET, "/v1/job", jobs::claim_job, AGENT),
     endpoint!("job-get", GET, "/v1/job/{id}", jobs::get_job, AMC),
@@ -458,9 +465,13 @@ pub fn endpoint_app(name: &str, state: AppState) -> Option<App> {
 fn mount(router: Router<AppState>, endpoint: &Endpoint, state: &AppState) -> Router<AppState> {
     let guard = middleware::from_fn_with_state((state.clone(), endpoint.access), authorize);
     let name = endpoint.name;
-    let named = middleware::from_fn(move |request: Request, next: Next| {
+    let named = middleware::from_fn(move |request: Request, next: Next| async move {
         tracing::Span::current().record("route", name);
-        next.run(request)
+        let method = request.method().clone();
+        let started = std::time::Instant::now();
+        let response = next.run(request).await;
+        crate::metrics::record_request(name, &method, response.status(), started.elapsed());
+        response
     });
     router.route(
         endpoint.path,

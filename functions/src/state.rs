@@ -14,6 +14,9 @@ pub struct AppState {
     pub app: Arc<App>,
     /// The memory all requests' buffered bodies may take together.
     pub budget: BufferBudget,
+    /// Whether `GET /metrics` answers on this router (the harness's main
+    /// port does not when metrics have a port of their own).
+    pub serves_metrics: bool,
 }
 
 impl AppState {
@@ -30,6 +33,7 @@ impl AppState {
         AppState {
             app: Arc::new(app),
             budget,
+            serves_metrics: true,
         }
     }
 }

@@ -520,12 +520,38 @@ async fn serve(bind: SocketAddr) -> Result<(), String> {
         state.app.clone(),
         Duration::from_secs(config.leases.sweep_seconds),
     ));
+    let metrics_server = match config.serving.metrics_bind {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                format!("cannot listen on {address} (TESTFLINGER_METRICS_BIND): {e}")
+            })?;
+            let metrics = testflinger_functions::endpoint_app("metrics", state.clone())
+                .expect("the route table has /metrics");
+            tracing::info!(
+                "metrics on http://{}/metrics",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
+            Some(tokio::spawn(async move {
+                let service =
+                    axum::ServiceExt::<axum::extract::Request>::into_make_service(metrics);
+                if let Err(e) = axum::serve(listener, service).await {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    let mut state = state;
+    state.serves_metrics = config.serving.metrics_bind.is_none();
     let service = app(state);
     let result = server::serve(listener, service, guards, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"));
     sweeper.abort();
     lease_sweeper.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     tracing::info!("stopped");
     result
 }

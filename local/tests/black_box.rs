@@ -688,3 +688,45 @@ async fn an_address_that_keeps_guessing_client_ids_is_throttled_with_429() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn metrics_can_have_a_port_of_their_own() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Server::start_with(&[("TESTFLINGER_METRICS_BIND", &address)]);
+    let http = reqwest::Client::new();
+    // A request on the main port, then the scrape on the metrics port.
+    let version = http.get(server.url("/v1")).send().await.unwrap();
+    assert_eq!(version.status(), StatusCode::OK);
+    let mut scraped = None;
+    for _ in 0..50 {
+        match http.get(format!("http://{address}/metrics")).send().await {
+            Ok(answer) => {
+                scraped = Some(answer);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let scraped = scraped.expect("the metrics port answers");
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains(
+            "testflinger_http_requests_total{route=\"version\",method=\"GET\",status=\"200\"} 1\n"
+        ),
+        "{text}"
+    );
+    // The main port no longer shows them.
+    let hidden = http.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let body: Value = hidden.json().await.unwrap();
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("TESTFLINGER_METRICS_BIND"));
+}

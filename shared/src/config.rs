@@ -87,6 +87,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "open connections at most (default: half the open-file limit)",
     ),
     (
+        "TESTFLINGER_METRICS_BIND",
+        "host:port to serve GET /metrics on instead of the main port (default: the main port)",
+    ),
+    (
         "TESTFLINGER_BUFFER_BUDGET",
         "memory for request bodies read whole, all requests together (default 256MiB)",
     ),
@@ -114,6 +118,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "MONGODB_CONNECT_TIMEOUT",
         "seconds to wait for MongoDB at start-up (default 10)",
+    ),
+    (
+        "MONGODB_COMMAND_METRICS",
+        "true: time every MongoDB command for /metrics (the driver then copies each command and reply; default false)",
     ),
     (
         "ARTIFACT_BUCKET",
@@ -240,6 +248,9 @@ pub struct Serving {
     /// Bytes of request bodies held in memory at once, across requests
     /// (503 with `Retry-After` when full).
     pub buffer_budget: u64,
+    /// `TESTFLINGER_METRICS_BIND`: the harness serves `/metrics` on this
+    /// address (and not on its main port); `None`: on the main port.
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 impl Default for Serving {
@@ -252,6 +263,7 @@ impl Default for Serving {
             min_body_rate: 1 << 10,
             max_connections: None,
             buffer_budget: 256 << 20,
+            metrics_bind: None,
         }
     }
 }
@@ -277,6 +289,8 @@ pub struct MongoConfig {
     pub database: String,
     pub max_pool_size: u32,
     pub connect_timeout: Duration,
+    /// `MONGODB_COMMAND_METRICS`: time each command (store latency metrics).
+    pub command_metrics: bool,
     /// Kept only to blank it out of error messages.
     password: Option<String>,
 }
@@ -290,6 +304,7 @@ impl MongoConfig {
             database: database.into(),
             max_pool_size: 10,
             connect_timeout: Duration::from_secs(10),
+            command_metrics: false,
         }
     }
 
@@ -624,6 +639,11 @@ fn serving_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Serving,
             defaults.buffer_budget,
             parse_size,
         )?,
+        metrics_bind: parse_or(get, "TESTFLINGER_METRICS_BIND", None, |v| {
+            v.parse::<std::net::SocketAddr>()
+                .map(Some)
+                .map_err(|_| "expected host:port, such as 127.0.0.1:9100".to_owned())
+        })?,
     })
 }
 
@@ -727,6 +747,7 @@ fn store_config<'a>(
                 .ok_or_else(|| "expected a whole number of seconds, 1 or more".to_owned())
         },
     )?;
+    mongo.command_metrics = parse_or(get, "MONGODB_COMMAND_METRICS", false, parse_bool)?;
     Ok(StoreConfig::MongoDb(mongo))
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod job;
 pub mod logs;
+pub mod metrics;
 pub mod permissions;
 pub mod queues;
 pub mod results;

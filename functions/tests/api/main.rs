@@ -20,6 +20,7 @@ mod json_shape;
 mod leases;
 mod liveness;
 mod meta;
+mod metrics;
 mod oauth;
 mod queues;
 mod restricted_queues;

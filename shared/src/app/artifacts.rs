@@ -70,6 +70,7 @@ impl App {
             .put(&key, body, self.settings.limits.blob)
             .await?;
         tracing::info!(job_id = %job_id, bytes = size, "artifact stored");
+        crate::metrics::count(crate::metrics::ARTIFACT_BYTES, &[("direction", "in")], size);
         Ok(size)
     }
 
@@ -99,6 +100,7 @@ impl App {
             return Err(not_awaiting());
         }
         tracing::info!(job_id = %job_id, bytes = size, "attachments stored");
+        crate::metrics::count(crate::metrics::ARTIFACT_BYTES, &[("direction", "in")], size);
         Ok(AttachmentsUpload::Stored(size))
     }
 
@@ -120,7 +122,16 @@ impl App {
             }
         }
         Ok(match self.blobs.get(&key).await? {
-            Some(blob) => Download::Stream(blob),
+            Some(blob) => {
+                // Counted as sent when the stream starts, at its known size.
+                let size = blob.size.unwrap_or(0);
+                crate::metrics::count(
+                    crate::metrics::ARTIFACT_BYTES,
+                    &[("direction", "out")],
+                    size,
+                );
+                Download::Stream(blob)
+            }
             None => Download::Nothing,
         })
     }

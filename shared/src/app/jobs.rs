@@ -77,6 +77,11 @@ impl App {
         }
         self.store.insert_job(&job).await?;
         tracing::info!(job_id = %job.job_id, queue = %job.job_queue, priority = job.job_priority, client_id = ?caller.client_id(), "job submitted");
+        crate::metrics::count(
+            crate::metrics::JOBS_SUBMITTED,
+            &[("queue", &job.job_queue)],
+            1,
+        );
         let submitted = JobEvent::submitted(now, &job.job_queue, caller.client_id());
         self.record(job.job_id, &[submitted], now).await;
         Ok(job.job_id)
@@ -172,6 +177,11 @@ impl App {
             return Ok(None);
         };
         tracing::info!(job_id = %job.job_id, queue = %job.job_queue, agent = ?request.agent_name, "job claimed");
+        crate::metrics::count(
+            crate::metrics::JOBS_CLAIMED,
+            &[("queue", &job.job_queue)],
+            1,
+        );
         if let Some(agent) = &request.agent_name {
             self.link_agent(agent, job.job_id, Some(job.client_id()), now)
                 .await;
@@ -226,6 +236,7 @@ impl App {
         match self.store.cancel_job(job_id, now).await? {
             CancelOutcome::Cancelled => {
                 tracing::info!(job_id = %job_id, by = ?caller.client_id(), "job cancelled");
+                crate::metrics::count(crate::metrics::JOBS_FINISHED, &[("state", "cancelled")], 1);
                 if let Some(agent) = job.as_ref().and_then(Job::agent_id) {
                     self.link_agent(agent, job_id, None, now).await;
                 }

@@ -154,6 +154,12 @@ impl App {
                     .await?
                 {
                     report.failed += 1;
+                    crate::metrics::count(crate::metrics::LEASES_ENDED, &[], 1);
+                    crate::metrics::count(
+                        crate::metrics::JOBS_FINISHED,
+                        &[("state", "cancelled")],
+                        1,
+                    );
                     tracing::warn!(job_id = %job.job_id, agent = ?silent, attempts = job.attempts, "lease expired on the last attempt: job ended");
                     if let Some(agent) = &silent {
                         self.link_agent(agent, job.job_id, None, now).await;
@@ -186,6 +192,7 @@ impl App {
                 .await?
             {
                 report.requeued += 1;
+                crate::metrics::count(crate::metrics::JOBS_REQUEUED, &[], 1);
                 tracing::warn!(job_id = %job.job_id, agent = ?silent, attempts = job.attempts, "lease expired: job requeued");
                 if let Some(agent) = &silent {
                     self.link_agent(agent, job.job_id, None, now).await;

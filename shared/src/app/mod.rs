@@ -21,11 +21,13 @@
 //! | [`job_events`] | each job's timeline of events, recorded by the others |
 //! | [`leases`] | claim leases: renewals, the sweep that requeues silent agents' jobs |
 //! | [`liveness`] | when each agent was last heard from; silent agents |
+//! | [`gauges`] | the store-derived gauges of `/metrics` |
 
 pub mod agents;
 pub mod artifacts;
 pub mod clients;
 pub mod events;
+pub mod gauges;
 pub mod job_events;
 pub mod jobs;
 pub mod leases;
@@ -101,6 +103,7 @@ pub struct App {
     webhooks: Option<Arc<dyn WebhookSender>>,
     logins: crate::throttle::LoginThrottle,
     heard: liveness::HeardCache,
+    gauges: gauges::GaugeCache,
 }
 
 impl App {
@@ -112,6 +115,7 @@ impl App {
             webhooks: None,
             logins: Default::default(),
             heard: Default::default(),
+            gauges: Default::default(),
         }
     }
 

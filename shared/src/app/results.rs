@@ -60,6 +60,11 @@ impl App {
         let events = result_events(&change, posted_status, now);
         self.record(job_id, &events, now).await;
         if change.after.is_terminal() && !change.before.is_terminal() {
+            crate::metrics::count(
+                crate::metrics::JOBS_FINISHED,
+                &[("state", change.after.as_str())],
+                1,
+            );
             if let Some(agent) = &change.agent_id {
                 self.link_agent(agent, job_id, None, now).await;
             }

@@ -199,6 +199,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// `false` when the job is unknown or declares no attachments.
     async fn complete_attachments(&self, job_id: Uuid) -> Result<bool>;
 
+    /// How many jobs not yet finished each queue has, by state: `(queue,
+    /// state, count)`. Served by an index over unfinished jobs only, so its
+    /// cost follows the jobs waiting and running, not the history.
+    async fn active_job_counts(&self) -> Result<Vec<(String, String, u64)>>;
+
     /// Jobs matching the query, newest first, at most `limit + 1` (the extra
     /// one tells that another page exists).
     async fn search_jobs(&self, query: &SearchQuery) -> Result<Vec<JobSummary>>;

@@ -512,6 +512,43 @@ impl JobStore for MongoStore {
         Ok(out)
     }
 
+    async fn active_job_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        // The claim index leads with the state: terminal states are ranges
+        // the match skips.
+        let pipeline = [
+            doc! {"$match": {"result_data.job_state": {"$nin": JobState::terminal_names().to_vec()}}},
+            doc! {"$group": {
+                "_id": {"queue": "$job_data.job_queue", "state": "$result_data.job_state"},
+                "count": {"$sum": 1},
+            }},
+        ];
+        let context = "counting unfinished jobs";
+        let documents: Vec<Document> = self
+            .jobs()
+            .aggregate(pipeline)
+            .await
+            .map_err(|e| Error::backend(context, e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend(context, e))?;
+        Ok(documents
+            .iter()
+            .filter_map(|d| {
+                let id = d.get_document("_id").ok()?;
+                let count = match d.get("count")? {
+                    Bson::Int32(n) => u64::try_from(*n).ok()?,
+                    Bson::Int64(n) => u64::try_from(*n).ok()?,
+                    _ => return None,
+                };
+                Some((
+                    id.get_str("queue").ok()?.to_owned(),
+                    id.get_str("state").ok()?.to_owned(),
+                    count,
+                ))
+            })
+            .collect())
+    }
+
     async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
         let field = format!("job_data.{ATTACHMENTS_STATUS}");
         let changed = self

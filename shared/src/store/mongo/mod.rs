@@ -68,6 +68,23 @@ impl MongoStore {
         options.max_pool_size = Some(config.max_pool_size);
         options.server_selection_timeout = Some(config.connect_timeout);
         options.connect_timeout = Some(config.connect_timeout);
+        if config.command_metrics {
+            options.command_event_handler = Some(mongodb::event::EventHandler::callback(
+                |event: mongodb::event::command::CommandEvent| {
+                    use mongodb::event::command::CommandEvent;
+                    let (name, duration) = match &event {
+                        CommandEvent::Succeeded(e) => (&e.command_name, e.duration),
+                        CommandEvent::Failed(e) => (&e.command_name, e.duration),
+                        _ => return,
+                    };
+                    crate::metrics::observe(
+                        crate::metrics::STORE_DURATION,
+                        &[("backend", "mongodb"), ("operation", name)],
+                        duration.as_secs_f64(),
+                    );
+                },
+            ));
+        }
         let hosts = options
             .hosts
             .iter()

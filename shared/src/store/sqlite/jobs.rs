@@ -484,6 +484,21 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn active_job_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        self.read("counting unfinished jobs", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT job_queue, state, COUNT(*) FROM jobs \
+                 WHERE state NOT IN ('complete', 'completed', 'cancelled') \
+                 GROUP BY state, job_queue",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
         self.write("marking attachments uploaded", move |conn| {
             let changed = conn

@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_result_fields.sql"),
     include_str!("migrations/0010_claim_leases.sql"),
     include_str!("migrations/0011_agent_last_heard.sql"),
+    include_str!("migrations/0012_unfinished_jobs_index.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -88,8 +89,11 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn).map_err(|e| Error::backend(context, e))
+            let out = f(&mut conn).map_err(|e| Error::backend(context, e));
+            timed(context, started);
+            out
         })
         .await
         .map_err(|e| Error::backend(context, e))?
@@ -122,6 +126,16 @@ impl SqliteStore {
         self.inner.with_reader(context, f)
     }
 }
+/// Records a store operation's time (a write's includes its wait for the
+/// writer connection).
+fn timed(operation: &'static str, started: std::time::Instant) {
+    crate::metrics::observe(
+        crate::metrics::STORE_DURATION,
+        &[("backend", "sqlite"), ("operation", operation)],
+        started.elapsed().as_secs_f64(),
+    );
+}
+
 impl Inner {
     /// Lends a read connection (opening one when all are busy) and keeps
     /// it for the next read, up to [`MAX_IDLE_READERS`].
@@ -135,7 +149,9 @@ impl Inner {
             Some(conn) => conn,
             None => open_connection(&self.path)?,
         };
+        let started = std::time::Instant::now();
         let out = f(&conn).map_err(|e| Error::backend(context, e));
+        timed(context, started);
         let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if readers.len() < MAX_IDLE_READERS {
             readers.push(conn);
