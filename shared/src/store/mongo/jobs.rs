@@ -512,6 +512,33 @@ impl JobStore for MongoStore {
         Ok(out)
     }
 
+    async fn active_job_counts(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+        // Served by the claim index, whose first key is the state: only
+        // unfinished jobs are read, two fields each.
+        let documents = collect_all(
+            self.jobs()
+                .find(doc! {"result_data.job_state": {"$nin": terminal_states()}})
+                .projection(doc! {"_id": 0, "job_data.job_queue": 1, "result_data.job_state": 1}),
+            "counting unfinished jobs",
+        )
+        .await?;
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for document in documents {
+            let field = |outer: &str, inner: &str| {
+                document
+                    .get_document(outer)
+                    .ok()
+                    .and_then(|d| d.get_str(inner).ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let queue = field("job_data", "job_queue");
+            let state = field("result_data", "job_state");
+            *out.entry(queue).or_default().entry(state).or_default() += 1;
+        }
+        Ok(out)
+    }
+
     async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
         let field = format!("job_data.{ATTACHMENTS_STATUS}");
         let changed = self
@@ -540,6 +567,12 @@ impl JobStore for MongoStore {
         }
         if !states.is_empty() {
             conditions.push(doc! {"$or": states});
+        }
+        if let Some(queue) = &query.queue {
+            conditions.push(doc! {"job_data.job_queue": queue});
+        }
+        if let Some(client) = &query.submitted_by {
+            conditions.push(doc! {"job_data.client_id": client});
         }
         if let Some((created, id)) = query.before {
             conditions.push(doc! {"$or": [

@@ -484,6 +484,32 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn active_job_counts(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+        self.read("counting unfinished jobs", move |conn| {
+            // The WHERE clause is the `jobs_active` index's, word for word,
+            // so that the partial index serves it.
+            let mut stmt = conn.prepare_cached(
+                "SELECT job_queue, state, count(*) FROM jobs \
+                 WHERE state NOT IN ('complete', 'completed', 'cancelled') \
+                 GROUP BY job_queue, state",
+            )?;
+            let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (queue, state, count) = row?;
+                out.entry(queue).or_default().insert(state, count as u64);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
         self.write("marking attachments uploaded", move |conn| {
             let changed = conn
@@ -530,6 +556,14 @@ impl JobStore for SqliteStore {
             }
             if !state_terms.is_empty() {
                 conditions.push(format!("({})", state_terms.join(" OR ")));
+            }
+            if let Some(queue) = &query.queue {
+                values.push(queue.clone().into());
+                conditions.push(format!("job_queue = ?{}", values.len()));
+            }
+            if let Some(client) = &query.submitted_by {
+                values.push(client.clone().into());
+                conditions.push(format!("json_extract(job_data, '$.client_id') = ?{}", values.len()));
             }
             if let Some((created, id)) = query.before {
                 values.push(created.millis().into());

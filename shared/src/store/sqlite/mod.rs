@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_agent_owners_and_job_claimers.sql"),
     include_str!("migrations/0009_result_fields.sql"),
     include_str!("migrations/0010_claim_leases.sql"),
+    include_str!("migrations/0011_dashboard_indexes.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
