@@ -449,7 +449,13 @@ pub const DASHBOARD_FUNCTION: &str = "dashboard";
 pub static PAGES: &[Endpoint] = &[
     endpoint!("page-overview", GET, "/", dashboard::overview_page, AMC),
     endpoint!("page-agents", GET, "/agents", dashboard::agents_page, AMC),
-    endpoint!("page-agent", GET, "/agents/{name}", dashboard::agent_page, AMC),
+    endpoint!(
+        "page-agent",
+        GET,
+        "/agents/{name}",
+        dashboard::agent_page,
+        AMC
+    ),
     endpoint!("page-jobs", GET, "/jobs", dashboard::jobs_page, AMC),
     endpoint!("page-job", GET, "/jobs/{id}", dashboard::job_page, AMC),
     endpoint!(

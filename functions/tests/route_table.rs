@@ -137,7 +137,11 @@ fn template_declares_exactly_the_route_table() {
         .iter()
         .map(|p| (p.method.to_string(), sam_path(p.path)))
         .collect();
-    assert_eq!(pages.len(), PAGES.len(), "two pages share a method and path");
+    assert_eq!(
+        pages.len(),
+        PAGES.len(),
+        "two pages share a method and path"
+    );
     assert_eq!(
         dashboard_routes, pages,
         "the dashboard function's events and routes::PAGES"
@@ -250,13 +254,22 @@ async fn each_function_answers_only_its_own_method_and_path() {
             .oneshot(Request::delete(&path).body(Body::empty()).unwrap())
             .await
             .unwrap();
-        assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED, "{}", page.name);
+        assert_eq!(
+            wrong.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{}",
+            page.name
+        );
     }
     let api = dashboard
         .oneshot(Request::get("/v1/job/search").body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert_eq!(api.status(), StatusCode::NOT_FOUND, "the dashboard serves no API route");
+    assert_eq!(
+        api.status(),
+        StatusCode::NOT_FOUND,
+        "the dashboard serves no API route"
+    );
     assert!(endpoint_app("no-such-endpoint", state).is_none());
 }
 

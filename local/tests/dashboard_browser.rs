@@ -75,7 +75,12 @@ async fn seed(base: &str) -> Seeded {
     }
     let submit = |body: Value| {
         let post = post("/v1/job", body);
-        async move { post.await.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned() }
+        async move {
+            post.await.json::<Value>().await.unwrap()["job_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
     };
     let done = submit(json!({
         "job_queue": "alpha", "name": MARKUP_NAME, "tags": ["smoke", "nightly"],
@@ -90,7 +95,13 @@ async fn seed(base: &str) -> Seeded {
         let request = http
             .get(url(&format!("/v1/job?queue={queue}")))
             .header("Cookie", format!("agent_name={agent}"));
-        async move { ok(request.send().await.unwrap()).await.json::<Value>().await.unwrap() }
+        async move {
+            ok(request.send().await.unwrap())
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(claim("agent-1", "alpha").await["job_id"], json!(done));
     assert_eq!(claim("agent-2", "alpha").await["job_id"], json!(running));
@@ -144,7 +155,11 @@ async fn seed(base: &str) -> Seeded {
     .await;
 
     // The running job: in its test phase, output streaming.
-    post(&format!("/v1/result/{running}"), json!({"job_state": "test", "status": {"provision": 0}})).await;
+    post(
+        &format!("/v1/result/{running}"),
+        json!({"job_state": "test", "status": {"provision": 0}}),
+    )
+    .await;
     post(
         &format!("/v1/result/{running}/log/output"),
         json!({"fragment_number": 0, "timestamp": "2026-12-01T10:05:00Z", "phase": "test", "log_data": "step 1 of 3\n"}),
@@ -179,13 +194,31 @@ fn checks(s: &Seeded) -> Vec<Check> {
         check(
             "overview",
             "/".into(),
-            &["Overview", "Queues", "alpha", "beta", "Agents by state", "maintenance", "Recent jobs", &s.done, &s.beta_waiting],
+            &[
+                "Overview",
+                "Queues",
+                "alpha",
+                "beta",
+                "Agents by state",
+                "maintenance",
+                "Recent jobs",
+                &s.done,
+                &s.beta_waiting,
+            ],
             &[WEBHOOK_TOKEN],
         ),
         check(
             "agents",
             "/agents".into(),
-            &["Agents", "agent-1", "agent-5", "lab 1, rack A", "5 agents match", &s.running, "1 pass"],
+            &[
+                "Agents",
+                "agent-1",
+                "agent-5",
+                "lab 1, rack A",
+                "5 agents match",
+                &s.running,
+                "1 pass",
+            ],
             &[],
         ),
         check(
@@ -197,13 +230,29 @@ fn checks(s: &Seeded) -> Vec<Check> {
         check(
             "agent",
             "/agents/agent-1".into(),
-            &["Agent agent-1", "Provision history", "provisioned jammy", &s.done, "Recent log", "agent-1 polling", "lab 1, rack A"],
+            &[
+                "Agent agent-1",
+                "Provision history",
+                "provisioned jammy",
+                &s.done,
+                "Recent log",
+                "agent-1 polling",
+                "lab 1, rack A",
+            ],
             &[],
         ),
         check(
             "jobs",
             "/jobs".into(),
-            &["Jobs", &s.done, &s.running, &s.waiting, &s.cancelled, &s.beta_waiting, "anonymous"],
+            &[
+                "Jobs",
+                &s.done,
+                &s.running,
+                &s.waiting,
+                &s.cancelled,
+                &s.beta_waiting,
+                "anonymous",
+            ],
             &[WEBHOOK_TOKEN],
         ),
         check(
@@ -215,19 +264,43 @@ fn checks(s: &Seeded) -> Vec<Check> {
         check(
             "job-complete",
             format!("/jobs/{}", s.done),
-            &[MARKUP_NAME, "complete", "provision", "passed (0)", "job_completed", "job_assigned", "hello from the test phase", "artifact.tar.gz", "agent-1", "smoke", "Job definition"],
+            &[
+                MARKUP_NAME,
+                "complete",
+                "provision",
+                "passed (0)",
+                "job_completed",
+                "job_assigned",
+                "hello from the test phase",
+                "artifact.tar.gz",
+                "agent-1",
+                "smoke",
+                "Job definition",
+            ],
             &[WEBHOOK_TOKEN, "<script>boom", "<i>not"],
         ),
         check(
             "job-running",
             format!("/jobs/{}", s.running),
-            &["test", "in progress", "step 1 of 3", "agent-2", "Live: refreshed every 5 seconds"],
+            &[
+                "test",
+                "in progress",
+                "step 1 of 3",
+                "agent-2",
+                "Live: refreshed every 5 seconds",
+            ],
             &[],
         ),
         check(
             "job-waiting",
             format!("/jobs/{}", s.waiting),
-            &["waiting", "Position", "0 (next to run)", "Expected start", "later"],
+            &[
+                "waiting",
+                "Position",
+                "0 (next to run)",
+                "Expected start",
+                "later",
+            ],
             &[],
         ),
         check(
@@ -239,7 +312,17 @@ fn checks(s: &Seeded) -> Vec<Check> {
         check(
             "queue",
             "/queues/alpha".into(),
-            &["Queue alpha", "Alpha lab: x86 laptops", "waiting", "Wait times", "p50", "agent-1", "agent-5", &s.done, &s.waiting],
+            &[
+                "Queue alpha",
+                "Alpha lab: x86 laptops",
+                "waiting",
+                "Wait times",
+                "p50",
+                "agent-1",
+                "agent-5",
+                &s.done,
+                &s.waiting,
+            ],
             &[&s.beta_waiting],
         ),
     ]
@@ -356,7 +439,10 @@ fn browse(base: &str, seeded: &Seeded, backend: &str, width: u32, label: &str) -
     let mut written = Vec::new();
     for check in checks(seeded) {
         let url = format!("{base}{}", check.path);
-        tab.navigate_to(&url).unwrap().wait_until_navigated().unwrap();
+        tab.navigate_to(&url)
+            .unwrap()
+            .wait_until_navigated()
+            .unwrap();
         // Let the deferred script run and any late resource fail.
         std::thread::sleep(Duration::from_millis(300));
         let page = format!("{label} {} ({url})", check.name);
@@ -372,10 +458,16 @@ fn browse(base: &str, seeded: &Seeded, backend: &str, width: u32, label: &str) -
             "{page}: one h1"
         );
         for shown in &check.shows {
-            assert!(text.contains(shown.as_str()), "{page}: {shown:?} is not shown in:\n{text}");
+            assert!(
+                text.contains(shown.as_str()),
+                "{page}: {shown:?} is not shown in:\n{text}"
+            );
         }
         for hidden in &check.hides {
-            assert!(!html.contains(hidden.as_str()), "{page}: {hidden:?} is in the HTML");
+            assert!(
+                !html.contains(hidden.as_str()),
+                "{page}: {hidden:?} is in the HTML"
+            );
         }
         // Every form control has a label.
         assert_eq!(
@@ -388,9 +480,16 @@ fn browse(base: &str, seeded: &Seeded, backend: &str, width: u32, label: &str) -
         );
         // Nothing scrolls sideways: wide tables scroll inside their box.
         let inner = number_of(&tab, "window.innerWidth");
-        assert_eq!(inner, f64::from(width), "{page}: the viewport is {inner} px wide");
+        assert_eq!(
+            inner,
+            f64::from(width),
+            "{page}: the viewport is {inner} px wide"
+        );
         let overflow = number_of(&tab, "document.documentElement.scrollWidth");
-        assert!(overflow <= inner, "{page}: {overflow} px wide in a {inner} px window");
+        assert!(
+            overflow <= inner,
+            "{page}: {overflow} px wide in a {inner} px window"
+        );
         let problems = std::mem::take(&mut *errors.lock().unwrap());
         assert!(problems.is_empty(), "{page}: console errors: {problems:#?}");
         let png = tab
@@ -411,11 +510,25 @@ async fn every_page_renders_in_chromium(backend: &str, env: &[(&str, &str)]) {
     let http = reqwest::Client::new();
     let page = http.get(server.url("/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
-    let css = http.get(server.url("/static/dashboard.css")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let css = http
+        .get(server.url("/static/dashboard.css"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
-    let unknown = http.get(server.url("/jobs/6f2c55a8-5f0b-4f7e-9a51-1d2f7d1d3f00")).send().await.unwrap();
+    let unknown = http
+        .get(server.url("/jobs/6f2c55a8-5f0b-4f7e-9a51-1d2f7d1d3f00"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert!(unknown.text().await.unwrap().contains("<h1>Not Found</h1>"));
 

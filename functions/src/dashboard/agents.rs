@@ -69,13 +69,7 @@ pub async fn agents_page(State(state): State<AppState>, RawQuery(query): RawQuer
         .filter(|p| *p >= 1)
         .unwrap_or(1);
     let agents = state.app.filter_agents(&filter).await?;
-    let queues: BTreeSet<String> = state
-        .app
-        .dashboard_queues(now)
-        .await?
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
+    let queues: BTreeSet<String> = state.app.dashboard_queue_names().await?;
     let total = agents.len();
     let shown: Vec<&Agent> = agents
         .iter()
@@ -189,7 +183,9 @@ pub async fn agent_page(State(state): State<AppState>, Segment(name): Segment) -
     let now = Timestamp::now();
     let listing = state.app.get_agent(&name).await?;
     let Some(agent) = listing.agents.first() else {
-        return Err(testflinger_shared::Error::NotFound(format!("Agent '{name}' does not exist.")).into());
+        return Err(
+            testflinger_shared::Error::NotFound(format!("Agent '{name}' does not exist.")).into(),
+        );
     };
     let flat_state = agent.legacy_state().unwrap_or_else(|| "unknown".into());
     page(

@@ -116,9 +116,8 @@ fn redacted(job_data: &Map<String, Value>) -> Map<String, Value> {
     if let Some(hook) = data.get_mut("job_status_webhook") {
         *hook = Value::String(format!("(hidden: {})", webhook_hosts(hook)));
     }
-    if let Some(Value::Object(secrets)) = data
-        .get_mut("test_data")
-        .and_then(|t| t.get_mut("secrets"))
+    if let Some(Value::Object(secrets)) =
+        data.get_mut("test_data").and_then(|t| t.get_mut("secrets"))
     {
         for value in secrets.values_mut() {
             *value = Value::String("(secret)".into());
@@ -206,13 +205,20 @@ pub async fn job_page(State(state): State<AppState>, JobId(id): JobId) -> PageRe
     } else {
         None
     };
-    let text = |key: &str| job.job_data.get(key).and_then(Value::as_str).map(str::to_owned);
-    let agent = job
-        .lease_holder
-        .clone()
-        .or_else(|| job.result_data.get("agent_id").and_then(Value::as_str).map(str::to_owned));
-    let document = serde_json::to_string_pretty(&Value::Object(redacted(&job.job_data)))
-        .unwrap_or_default();
+    let text = |key: &str| {
+        job.job_data
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let agent = job.lease_holder.clone().or_else(|| {
+        job.result_data
+            .get("agent_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let document =
+        serde_json::to_string_pretty(&Value::Object(redacted(&job.job_data))).unwrap_or_default();
     let output = tail_text(&tails);
     let live = !job.state.is_terminal();
     page(
@@ -329,17 +335,30 @@ pub async fn job_page(State(state): State<AppState>, JobId(id): JobId) -> PageRe
 /// `GET /jobs/{id}/output`: the end of each phase's output as plain text,
 /// and whether the job has finished (`X-Job-Finished`), for the page's
 /// live tail.
-pub async fn job_output(State(state): State<AppState>, JobId(id): JobId) -> Result<Response, PageError> {
+pub async fn job_output(
+    State(state): State<AppState>,
+    JobId(id): JobId,
+) -> Result<Response, PageError> {
     let job = load_job(&state, id).await?;
     let tails = state.app.job_output_tail(id).await?;
     let mut response = tail_text(&tails).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(
         "x-job-finished",
-        HeaderValue::from_static(if job.state.is_terminal() { "true" } else { "false" }),
+        HeaderValue::from_static(if job.state.is_terminal() {
+            "true"
+        } else {
+            "false"
+        }),
     );
     Ok(response)
 }
@@ -360,7 +379,13 @@ mod tests {
         for hidden in ["s3cr3t", "t0k", "pw@", "lab/wifi-password"] {
             assert!(!shown.contains(hidden), "{hidden} shown in {shown}");
         }
-        assert!(shown.contains("chat.example") && shown.contains("ci.example:8080"), "{shown}");
-        assert!(shown.contains("WIFI") && shown.contains("test_cmds"), "{shown}");
+        assert!(
+            shown.contains("chat.example") && shown.contains("ci.example:8080"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("WIFI") && shown.contains("test_cmds"),
+            "{shown}"
+        );
     }
 }

@@ -92,7 +92,11 @@ impl IntoResponse for PageError {
         let api = crate::ApiError::from(self.0);
         let status = api.status();
         let message = if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = api.message(), "page failed");
+            tracing::error!(
+                status = status.as_u16(),
+                error = api.message(),
+                "page failed"
+            );
             "The server could not read what this page shows. Try again shortly.".to_owned()
         } else {
             api.message().to_owned()

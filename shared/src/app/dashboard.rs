@@ -152,6 +152,16 @@ impl App {
         })
     }
 
+    /// The names of every queue an agent lists or advertised, without
+    /// their depth or waits (the agents page's filter).
+    pub async fn dashboard_queue_names(&self) -> Result<BTreeSet<String>> {
+        let mut names: BTreeSet<String> = self.store.list_queues().await?.into_keys().collect();
+        for agent in self.store.list_agents().await? {
+            names.extend(agent.queues().into_iter().map(str::to_owned));
+        }
+        Ok(names)
+    }
+
     /// The agents the filter admits, by name.
     pub async fn filter_agents(&self, filter: &AgentFilter) -> Result<Vec<Agent>> {
         let mut agents = self.store.list_agents().await?;

@@ -586,9 +586,20 @@ async fn search_narrows_to_a_queue_and_a_submitter(store: Arc<dyn Store>) {
         tags: vec!["x".into()],
         ..queue("q1")
     };
-    assert_eq!(search(SearchQuery { submitted_by: Some("ci".into()), ..both }).await, [a]);
+    assert_eq!(
+        search(SearchQuery {
+            submitted_by: Some("ci".into()),
+            ..both
+        })
+        .await,
+        [a]
+    );
     // Pages within a queue: the cursor continues after the last shown.
-    let first = search(SearchQuery { limit: 1, ..queue("q1") }).await;
+    let first = search(SearchQuery {
+        limit: 1,
+        ..queue("q1")
+    })
+    .await;
     assert_eq!(first, [d, c], "limit + 1 come back");
     let all = store.search_jobs(&queue("q1")).await.unwrap();
     let next = SearchQuery {
@@ -608,12 +619,23 @@ async fn active_jobs_are_counted_by_queue_and_state(store: Arc<dyn Store>) {
     insert(&store, json!({"job_queue": "q2"}), 5).await;
     let cancelled = insert(&store, json!({"job_queue": "q3"}), 6).await;
     store.cancel_job(cancelled, t(7)).await.unwrap();
-    let running = store.claim_job(&claim(&["q1"], None), t(8)).await.unwrap().unwrap();
+    let running = store
+        .claim_job(&claim(&["q1"], None), t(8))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(running.job_queue, "q1");
-    let claimed = store.claim_job(&claim(&["q2"], None), t(9)).await.unwrap().unwrap();
+    let claimed = store
+        .claim_job(&claim(&["q2"], None), t(9))
+        .await
+        .unwrap()
+        .unwrap();
     // The agent reports a phase; later the job completes.
     let state = |s: &str| patch(json!({"job_state": s}));
-    store.apply_result(claimed.job_id, &state("provision"), t(10)).await.unwrap();
+    store
+        .apply_result(claimed.job_id, &state("provision"), t(10))
+        .await
+        .unwrap();
     let counts = store.active_job_counts().await.unwrap();
     let expected: BTreeMap<String, BTreeMap<String, u64>> = [
         ("q1", vec![("running", 1), ("waiting", 2)]),
@@ -627,10 +649,19 @@ async fn active_jobs_are_counted_by_queue_and_state(store: Arc<dyn Store>) {
         )
     })
     .collect();
-    assert_eq!(counts, expected, "q3's only job is cancelled: q3 is not listed");
-    store.apply_result(claimed.job_id, &state("complete"), t(11)).await.unwrap();
+    assert_eq!(
+        counts, expected,
+        "q3's only job is cancelled: q3 is not listed"
+    );
+    store
+        .apply_result(claimed.job_id, &state("complete"), t(11))
+        .await
+        .unwrap();
     let counts = store.active_job_counts().await.unwrap();
-    assert_eq!(counts["q2"], [("waiting".to_owned(), 1)].into_iter().collect());
+    assert_eq!(
+        counts["q2"],
+        [("waiting".to_owned(), 1)].into_iter().collect()
+    );
 }
 
 async fn a_job_too_large_to_store_is_refused_as_such(store: Arc<dyn Store>) {
