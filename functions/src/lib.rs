@@ -22,6 +22,7 @@ pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muz
 
 pub mod auth;
 pub mod budget;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod handlers;

@@ -21,6 +21,7 @@ use crate::auth::{
     authorize, Access, ADMIN, AGENT, AGENT_ONLY, AGENT_OR_ADMIN, AM, AMC, AMG, ANYONE,
 };
 use crate::budget;
+use crate::dashboard;
 use crate::handlers::{
     agents, artifacts, clients, events, jobs, logs, meta, oauth, queues, results, secrets,
     statistics,
@@ -442,6 +443,59 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ),
 ];
 
+/// The Lambda function that serves every entry of [`PAGES`].
+pub const DASHBOARD_FUNCTION: &str = "dashboard";
+
+/// The dashboard's pages and their two assets (issue 14): entries like
+/// every endpoint, mounted by the harness beside them, but under Lambda all
+/// served by one function, [`DASHBOARD_FUNCTION`] (one binary for ten
+/// routes that share their code; `template.yaml` gives it one HttpApi
+/// event per entry, and the route-table test checks both). Each page asks
+/// what the API read it shows asks ([`AMC`]): anonymous visitors see them
+/// unless the server is strict.
+pub static PAGES: &[Endpoint] = &[
+    endpoint!("page-overview", GET, "/", dashboard::overview_page, AMC),
+    endpoint!("page-agents", GET, "/agents", dashboard::agents_page, AMC),
+    endpoint!(
+        "page-agent",
+        GET,
+        "/agents/{name}",
+        dashboard::agent_page,
+        AMC
+    ),
+    endpoint!("page-jobs", GET, "/jobs", dashboard::jobs_page, AMC),
+    endpoint!("page-job", GET, "/jobs/{id}", dashboard::job_page, AMC),
+    endpoint!(
+        "page-job-output",
+        GET,
+        "/jobs/{id}/output",
+        dashboard::job_output,
+        AMC
+    ),
+    endpoint!("page-queues", GET, "/queues", dashboard::queues_page, AMC),
+    endpoint!(
+        "page-queue",
+        GET,
+        "/queues/{queue}",
+        dashboard::queue_page,
+        AMC
+    ),
+    endpoint!(
+        "page-stylesheet",
+        GET,
+        "/static/dashboard.css",
+        dashboard::stylesheet,
+        Access::Public
+    ),
+    endpoint!(
+        "page-script",
+        GET,
+        "/static/dashboard.js",
+        dashboard::script,
+        Access::Public
+    ),
+];
+
 /// A router with a trailing slash made optional on every path (SPEC.md §2).
 pub type App = NormalizePath<Router>;
 
@@ -449,13 +503,20 @@ pub type App = NormalizePath<Router>;
 pub fn app(state: AppState) -> App {
     let router = ENDPOINTS
         .iter()
+        .chain(PAGES)
         .fold(Router::new(), |router, e| mount(router, e, &state));
     finish(router, state)
 }
 
-/// One endpoint's router, as its Lambda function serves it; `None` for an
-/// unknown name.
+/// One endpoint's router, as its Lambda function serves it (for
+/// [`DASHBOARD_FUNCTION`], every page); `None` for an unknown name.
 pub fn endpoint_app(name: &str, state: AppState) -> Option<App> {
+    if name == DASHBOARD_FUNCTION {
+        let router = PAGES
+            .iter()
+            .fold(Router::new(), |router, e| mount(router, e, &state));
+        return Some(finish(router, state));
+    }
     let endpoint = ENDPOINTS.iter().find(|e| e.name == name)?;
     Some(finish(mount(Router::new(), endpoint, &state), state))
 }

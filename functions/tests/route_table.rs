@@ -8,7 +8,7 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_yaml::Value;
-use testflinger_functions::routes::SCHEDULED;
+use testflinger_functions::routes::{DASHBOARD_FUNCTION, PAGES, SCHEDULED};
 use testflinger_functions::{endpoint_app, AppState, ENDPOINTS};
 use testflinger_shared::backends::Backends;
 use testflinger_shared::config::Config;
@@ -61,6 +61,8 @@ fn every_endpoint_has_its_binary_and_no_binary_is_extra() {
         binaries.insert(name);
     }
     let mut names: BTreeSet<String> = declared().into_keys().collect();
+    assert!(!PAGES.is_empty());
+    names.insert(DASHBOARD_FUNCTION.to_owned());
     for task in SCHEDULED {
         assert!(
             names.insert(task.name.to_owned()),
@@ -84,6 +86,7 @@ fn template_declares_exactly_the_route_table() {
 
     let mut functions = BTreeMap::new();
     let mut scheduled = BTreeMap::new();
+    let mut dashboard_routes = BTreeSet::new();
     for (logical_id, resource) in template["Resources"].as_mapping().unwrap() {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
@@ -93,6 +96,18 @@ fn template_declares_exactly_the_route_table() {
             .unwrap_or_else(|| panic!("{logical_id:?} names no binary"))
             .to_owned();
         let events = resource["Properties"]["Events"].as_mapping().unwrap();
+        if binary == DASHBOARD_FUNCTION {
+            for event in events.values() {
+                assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{binary}");
+                let method = event["Properties"]["Method"].as_str().unwrap();
+                let path = event["Properties"]["Path"].as_str().unwrap();
+                assert!(
+                    dashboard_routes.insert((method.to_uppercase(), path.to_owned())),
+                    "{method} {path} twice on the dashboard function"
+                );
+            }
+            continue;
+        }
         assert_eq!(events.len(), 1, "{binary}: one HttpApi event per function");
         let event = events.values().next().unwrap();
         if event["Type"].as_str() == Some("ScheduleV2") {
@@ -118,6 +133,26 @@ fn template_declares_exactly_the_route_table() {
         );
     }
     assert_eq!(functions, declared());
+    let pages: BTreeSet<(String, String)> = PAGES
+        .iter()
+        .map(|p| (p.method.to_string(), sam_path(p.path)))
+        .collect();
+    assert_eq!(
+        pages.len(),
+        PAGES.len(),
+        "two pages share a method and path"
+    );
+    assert_eq!(
+        dashboard_routes, pages,
+        "the dashboard function's events and routes::PAGES"
+    );
+    for page in PAGES {
+        assert!(
+            !declared().contains_key(page.name),
+            "{} is both a page and an endpoint",
+            page.name
+        );
+    }
     let tasks: BTreeMap<String, String> = SCHEDULED
         .iter()
         .map(|t| (t.name.to_owned(), t.schedule.to_owned()))
@@ -191,6 +226,50 @@ async fn each_function_answers_only_its_own_method_and_path() {
             endpoint.name
         );
     }
+    // The dashboard function answers each page, with only its method.
+    let dashboard = endpoint_app(DASHBOARD_FUNCTION, state.clone()).unwrap();
+    for page in PAGES {
+        let path = page
+            .path
+            .replace("{id}", id)
+            .replace("{queue}", "q")
+            .replace("{name}", "agent-1");
+        let own = dashboard
+            .clone()
+            .oneshot(Request::get(&path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = own.status();
+        let body = axum::body::to_bytes(own.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("No endpoint answers")
+                && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{} does not answer GET {path}: {status}",
+            page.name
+        );
+        let wrong = dashboard
+            .clone()
+            .oneshot(Request::delete(&path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            wrong.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{}",
+            page.name
+        );
+    }
+    let api = dashboard
+        .oneshot(Request::get("/v1/job/search").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        api.status(),
+        StatusCode::NOT_FOUND,
+        "the dashboard serves no API route"
+    );
     assert!(endpoint_app("no-such-endpoint", state).is_none());
 }
 

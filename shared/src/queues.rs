@@ -83,6 +83,10 @@ pub struct SearchQuery {
     pub limit: usize,
     /// Only jobs older than this (created_at, job_id) position: the cursor.
     pub before: Option<(Timestamp, Uuid)>,
+    /// Only the jobs of this queue (the dashboard's job search).
+    pub queue: Option<String>,
+    /// Only the jobs this client submitted (the dashboard's job search).
+    pub submitted_by: Option<String>,
 }
 
 pub const SEARCH_DEFAULT_LIMIT: usize = 100;
@@ -98,6 +102,8 @@ impl Default for SearchQuery {
             active: false,
             limit: SEARCH_DEFAULT_LIMIT,
             before: None,
+            queue: None,
+            submitted_by: None,
         }
     }
 }

@@ -39,13 +39,15 @@ impl App {
         }
         let mut gauges = Gauges::new();
         let mut jobs: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
-        for (queue, state, count) in self.store.active_job_counts().await? {
-            let class = if JobState::parse(&state) == JobState::Waiting {
-                "waiting"
-            } else {
-                "running"
-            };
-            *jobs.entry((queue, class)).or_default() += count;
+        for (queue, states) in self.store.active_job_counts().await? {
+            for (state, count) in states {
+                let class = if JobState::parse(&state) == JobState::Waiting {
+                    "waiting"
+                } else {
+                    "running"
+                };
+                *jobs.entry((queue.clone(), class)).or_default() += count;
+            }
         }
         for ((queue, state), count) in jobs {
             gauges.push((

@@ -19,6 +19,7 @@
 //! | [`statistics`] | counts of submitted jobs per day, queue and submitter |
 //! | [`events`] | the job-events webhook relay |
 //! | [`job_events`] | each job's timeline of events, recorded by the others |
+//! | [`dashboard`] | what the dashboard pages read: overview, queue depths, agent filters |
 //! | [`leases`] | claim leases: renewals, the sweep that requeues silent agents' jobs |
 //! | [`liveness`] | when each agent was last heard from; silent agents |
 //! | [`gauges`] | the store-derived gauges of `/metrics` |
@@ -26,6 +27,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod clients;
+pub mod dashboard;
 pub mod events;
 pub mod gauges;
 pub mod job_events;

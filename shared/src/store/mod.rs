@@ -195,14 +195,15 @@ pub trait JobStore: Send + Sync + 'static {
         per_queue: usize,
     ) -> Result<BTreeMap<String, Vec<i64>>>;
 
+    /// How many jobs not yet finished each queue holds, by state
+    /// (`queue -> state -> count`; terminal states are not counted).
+    /// Served by an index of unfinished jobs, so the cost follows the
+    /// queues' depth, not the number of jobs ever stored.
+    async fn active_job_counts(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>>;
+
     /// Marks a job's attachments as uploaded, which makes it claimable.
     /// `false` when the job is unknown or declares no attachments.
     async fn complete_attachments(&self, job_id: Uuid) -> Result<bool>;
-
-    /// How many jobs not yet finished each queue has, by state: `(queue,
-    /// state, count)`. Served by an index over unfinished jobs only, so its
-    /// cost follows the jobs waiting and running, not the history.
-    async fn active_job_counts(&self) -> Result<Vec<(String, String, u64)>>;
 
     /// Jobs matching the query, newest first, at most `limit + 1` (the extra
     /// one tells that another page exists).

@@ -25,6 +25,8 @@ conformance!(
     wait_times_come_from_claims,
     uploaded_attachments_make_a_job_claimable,
     search_filters_by_tags_and_states_and_pages,
+    search_narrows_to_a_queue_and_a_submitter,
+    active_jobs_are_counted_by_queue_and_state,
     a_job_too_large_to_store_is_refused_as_such,
     claims_follow_the_one_definition_of_eligibility_and_order,
     reported_states_follow_the_one_transition_rule,
@@ -542,6 +544,124 @@ async fn search_filters_by_tags_and_states_and_pages(store: Arc<dyn Store>) {
     let mut next = query_of(&[("limit", "2")]);
     next.before = Some((all[1].created_at, all[1].job_id));
     assert_eq!(search_query(next).await, [b, a]);
+}
+
+async fn search_narrows_to_a_queue_and_a_submitter(store: Arc<dyn Store>) {
+    let submitted = |body: Value, created: i64, client: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            let mut job = new_job(body, created);
+            if let Some(client) = client {
+                job.job_data.insert("client_id".into(), json!(client));
+            }
+            store.insert_job(&job).await.unwrap();
+            job.job_id
+        }
+    };
+    let a = submitted(json!({"job_queue": "q1", "tags": ["x"]}), 1, Some("ci")).await;
+    let b = submitted(json!({"job_queue": "q2", "tags": ["x"]}), 2, Some("ci")).await;
+    let c = submitted(json!({"job_queue": "q1"}), 3, None).await;
+    let d = submitted(json!({"job_queue": "q1"}), 4, Some("other")).await;
+    let search = |query: SearchQuery| {
+        let store = store.clone();
+        async move {
+            let page = store.search_jobs(&query).await.unwrap();
+            page.into_iter().map(|j| j.job_id).collect::<Vec<_>>()
+        }
+    };
+    let queue = |q: &str| SearchQuery {
+        queue: Some(q.into()),
+        ..SearchQuery::default()
+    };
+    let by = |client: &str| SearchQuery {
+        submitted_by: Some(client.into()),
+        ..SearchQuery::default()
+    };
+    assert_eq!(search(queue("q1")).await, [d, c, a]);
+    assert_eq!(search(queue("q2")).await, [b]);
+    assert_eq!(search(queue("none")).await, Vec::<Uuid>::new());
+    assert_eq!(search(by("ci")).await, [b, a]);
+    assert_eq!(search(by("other")).await, [d]);
+    let both = SearchQuery {
+        tags: vec!["x".into()],
+        ..queue("q1")
+    };
+    assert_eq!(
+        search(SearchQuery {
+            submitted_by: Some("ci".into()),
+            ..both
+        })
+        .await,
+        [a]
+    );
+    // Pages within a queue: the cursor continues after the last shown.
+    let first = search(SearchQuery {
+        limit: 1,
+        ..queue("q1")
+    })
+    .await;
+    assert_eq!(first, [d, c], "limit + 1 come back");
+    let all = store.search_jobs(&queue("q1")).await.unwrap();
+    let next = SearchQuery {
+        limit: 1,
+        before: Some((all[0].created_at, all[0].job_id)),
+        ..queue("q1")
+    };
+    assert_eq!(search(next).await, [c, a]);
+}
+
+async fn active_jobs_are_counted_by_queue_and_state(store: Arc<dyn Store>) {
+    assert!(store.active_job_counts().await.unwrap().is_empty());
+    for created in 1..=3 {
+        insert(&store, json!({"job_queue": "q1"}), created).await;
+    }
+    insert(&store, json!({"job_queue": "q2"}), 4).await;
+    insert(&store, json!({"job_queue": "q2"}), 5).await;
+    let cancelled = insert(&store, json!({"job_queue": "q3"}), 6).await;
+    store.cancel_job(cancelled, t(7)).await.unwrap();
+    let running = store
+        .claim_job(&claim(&["q1"], None), t(8))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running.job_queue, "q1");
+    let claimed = store
+        .claim_job(&claim(&["q2"], None), t(9))
+        .await
+        .unwrap()
+        .unwrap();
+    // The agent reports a phase; later the job completes.
+    let state = |s: &str| patch(json!({"job_state": s}));
+    store
+        .apply_result(claimed.job_id, &state("provision"), t(10))
+        .await
+        .unwrap();
+    let counts = store.active_job_counts().await.unwrap();
+    let expected: BTreeMap<String, BTreeMap<String, u64>> = [
+        ("q1", vec![("running", 1), ("waiting", 2)]),
+        ("q2", vec![("provision", 1), ("waiting", 1)]),
+    ]
+    .into_iter()
+    .map(|(q, states)| {
+        (
+            q.to_owned(),
+            states.into_iter().map(|(s, n)| (s.to_owned(), n)).collect(),
+        )
+    })
+    .collect();
+    assert_eq!(
+        counts, expected,
+        "q3's only job is cancelled: q3 is not listed"
+    );
+    store
+        .apply_result(claimed.job_id, &state("complete"), t(11))
+        .await
+        .unwrap();
+    let counts = store.active_job_counts().await.unwrap();
+    assert_eq!(
+        counts["q2"],
+        [("waiting".to_owned(), 1)].into_iter().collect()
+    );
 }
 
 async fn a_job_too_large_to_store_is_refused_as_such(store: Arc<dyn Store>) {

@@ -512,11 +512,11 @@ impl JobStore for MongoStore {
         Ok(out)
     }
 
-    async fn active_job_counts(&self) -> Result<Vec<(String, String, u64)>> {
+    async fn active_job_counts(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
         // The claim index leads with the state: terminal states are ranges
         // the match skips.
         let pipeline = [
-            doc! {"$match": {"result_data.job_state": {"$nin": JobState::terminal_names().to_vec()}}},
+            doc! {"$match": {"result_data.job_state": {"$nin": terminal_states()}}},
             doc! {"$group": {
                 "_id": {"queue": "$job_data.job_queue", "state": "$result_data.job_state"},
                 "count": {"$sum": 1},
@@ -531,22 +531,23 @@ impl JobStore for MongoStore {
             .try_collect()
             .await
             .map_err(|e| Error::backend(context, e))?;
-        Ok(documents
-            .iter()
-            .filter_map(|d| {
-                let id = d.get_document("_id").ok()?;
-                let count = match d.get("count")? {
-                    Bson::Int32(n) => u64::try_from(*n).ok()?,
-                    Bson::Int64(n) => u64::try_from(*n).ok()?,
-                    _ => return None,
-                };
-                Some((
-                    id.get_str("queue").ok()?.to_owned(),
-                    id.get_str("state").ok()?.to_owned(),
-                    count,
-                ))
-            })
-            .collect())
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (queue, state, count) in documents.iter().filter_map(|d| {
+            let id = d.get_document("_id").ok()?;
+            let count = match d.get("count")? {
+                Bson::Int32(n) => u64::try_from(*n).ok()?,
+                Bson::Int64(n) => u64::try_from(*n).ok()?,
+                _ => return None,
+            };
+            Some((
+                id.get_str("queue").ok()?.to_owned(),
+                id.get_str("state").ok()?.to_owned(),
+                count,
+            ))
+        }) {
+            *out.entry(queue).or_default().entry(state).or_default() += count;
+        }
+        Ok(out)
     }
 
     async fn complete_attachments(&self, job_id: Uuid) -> Result<bool> {
@@ -577,6 +578,12 @@ impl JobStore for MongoStore {
         }
         if !states.is_empty() {
             conditions.push(doc! {"$or": states});
+        }
+        if let Some(queue) = &query.queue {
+            conditions.push(doc! {"job_data.job_queue": queue});
+        }
+        if let Some(client) = &query.submitted_by {
+            conditions.push(doc! {"job_data.client_id": client});
         }
         if let Some((created, id)) = query.before {
             conditions.push(doc! {"$or": [

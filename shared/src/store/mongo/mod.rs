@@ -152,6 +152,13 @@ impl MongoStore {
                         false,
                         None,
                     ),
+                    // The dashboard's search by submitter.
+                    index(
+                        doc! {"job_data.client_id": 1, "created_at": -1},
+                        "by_submitter",
+                        false,
+                        None,
+                    ),
                 ],
             ),
             (

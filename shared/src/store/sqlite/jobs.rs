@@ -4,6 +4,17 @@ use super::*;
 
 /// A job's columns; the 11th is its posted result keys (`result_fields`),
 /// laid over `result_data` by [`job_from_row`], then the lease's.
+/// One queue's newest claim waits (`?1` queue, `?2` since, `?3` limit).
+pub(super) const WAITS_SQL: &str = "SELECT started_at - created_at FROM jobs \
+     WHERE job_queue = ?1 AND started_at IS NOT NULL AND started_at >= ?2 \
+     ORDER BY started_at DESC LIMIT ?3";
+
+/// Unfinished jobs per queue and state; the WHERE clause is the
+/// `jobs_active` index's, word for word, so that the partial index serves it.
+pub(super) const ACTIVE_COUNTS_SQL: &str = "SELECT job_queue, state, count(*) FROM jobs \
+     WHERE state NOT IN ('complete', 'completed', 'cancelled') \
+     GROUP BY job_queue, state";
+
 pub(super) const JOB_COLUMNS: &str =
     "job_id, job_queue, job_priority, state, created_at, started_at, \
      attachments_status, job_data, result_data, claimed_by, \
@@ -461,22 +472,29 @@ impl JobStore for SqliteStore {
     ) -> Result<BTreeMap<String, Vec<i64>>> {
         let queues = queues.to_vec();
         self.read("reading wait times", move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT job_queue, started_at - created_at FROM jobs \
-                 WHERE started_at IS NOT NULL AND started_at >= ?1 ORDER BY started_at DESC",
-            )?;
+            // Per queue, the newest `per_queue` claims from the covering
+            // `jobs_waits` index: the cost follows the sample, not the
+            // number of jobs claimed in the window.
+            let queues = if queues.is_empty() {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT job_queue FROM jobs WHERE started_at IS NOT NULL",
+                )?;
+                let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                names.collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                queues
+            };
+            let mut stmt = conn.prepare_cached(WAITS_SQL)?;
             let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-            let rows = stmt.query_map([since.millis()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (queue, wait) = row?;
-                if !queues.is_empty() && !queues.contains(&queue) {
-                    continue;
-                }
-                let waits = out.entry(queue).or_default();
-                if waits.len() < per_queue {
-                    waits.push(wait.max(0));
+            for queue in queues {
+                let waits = stmt
+                    .query_map(params![queue, since.millis(), per_queue as i64], |r| {
+                        r.get::<_, i64>(0)
+                    })?
+                    .map(|wait| wait.map(|w| w.max(0)))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                if !waits.is_empty() {
+                    out.insert(queue, waits);
                 }
             }
             Ok(out)
@@ -484,17 +502,22 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn active_job_counts(&self) -> Result<Vec<(String, String, u64)>> {
-        self.read("counting unfinished jobs", |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT job_queue, state, COUNT(*) FROM jobs \
-                 WHERE state NOT IN ('complete', 'completed', 'cancelled') \
-                 GROUP BY state, job_queue",
-            )?;
+    async fn active_job_counts(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+        self.read("counting unfinished jobs", move |conn| {
+            let mut stmt = conn.prepare_cached(ACTIVE_COUNTS_SQL)?;
+            let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
             let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })?;
-            rows.collect()
+            for row in rows {
+                let (queue, state, count) = row?;
+                out.entry(queue).or_default().insert(state, count as u64);
+            }
+            Ok(out)
         })
         .await
     }
@@ -545,6 +568,14 @@ impl JobStore for SqliteStore {
             }
             if !state_terms.is_empty() {
                 conditions.push(format!("({})", state_terms.join(" OR ")));
+            }
+            if let Some(queue) = &query.queue {
+                values.push(queue.clone().into());
+                conditions.push(format!("job_queue = ?{}", values.len()));
+            }
+            if let Some(client) = &query.submitted_by {
+                values.push(client.clone().into());
+                conditions.push(format!("json_extract(job_data, '$.client_id') = ?{}", values.len()));
             }
             if let Some((created, id)) = query.before {
                 values.push(created.millis().into());

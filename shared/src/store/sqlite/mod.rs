@@ -49,7 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_result_fields.sql"),
     include_str!("migrations/0010_claim_leases.sql"),
     include_str!("migrations/0011_agent_last_heard.sql"),
-    include_str!("migrations/0012_unfinished_jobs_index.sql"),
+    include_str!("migrations/0012_dashboard_indexes.sql"),
 ];
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -210,8 +210,50 @@ mod tokens;
 
 #[cfg(test)]
 mod tests {
-    use super::jobs::{claim_sql, expired_leases_sql, probe_sql};
+    use super::jobs::{claim_sql, expired_leases_sql, probe_sql, ACTIVE_COUNTS_SQL, WAITS_SQL};
     use super::*;
+
+    #[test]
+    fn the_dashboard_reads_are_served_by_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let conn = store.inner.writer.lock().unwrap();
+        let plan_of = |sql: &str, args: Vec<rusqlite::types::Value>| -> Vec<String> {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let cases: [(&str, Vec<rusqlite::types::Value>, &str); 4] = [
+            (ACTIVE_COUNTS_SQL, vec![], "jobs_active"),
+            (WAITS_SQL, vec!["q".to_string().into(), 0i64.into(), 10i64.into()], "jobs_waits"),
+            // The job search narrowed to a queue, then to a submitter, as
+            // `search_jobs` writes them.
+            (
+                "SELECT job_id FROM jobs WHERE job_queue = ?1 ORDER BY created_at DESC, job_id DESC LIMIT 51",
+                vec!["q".to_string().into()],
+                "jobs_by_queue_newest",
+            ),
+            (
+                "SELECT job_id FROM jobs WHERE json_extract(job_data, '$.client_id') = ?1 \
+                 ORDER BY created_at DESC, job_id DESC LIMIT 51",
+                vec!["ci".to_string().into()],
+                "jobs_by_submitter",
+            ),
+        ];
+        for (sql, args, index) in cases {
+            let plan = plan_of(sql, args);
+            assert!(
+                plan.iter().any(|l| l.contains(index)),
+                "{sql}: not served by {index}: {plan:#?}"
+            );
+            assert!(
+                !plan.iter().any(|l| l.contains("TEMP B-TREE FOR ORDER BY")),
+                "{sql}: sorted apart from the index: {plan:#?}"
+            );
+        }
+    }
 
     #[test]
     fn the_lease_sweep_is_served_by_its_index() {
