@@ -28,6 +28,7 @@ pub mod extract;
 pub mod handlers;
 pub mod lambda;
 pub mod metrics;
+pub mod openapi;
 pub mod query;
 pub mod routes;
 pub mod state;

@@ -26,6 +26,7 @@ use crate::handlers::{
     agents, artifacts, clients, events, jobs, logs, meta, oauth, queues, results, secrets,
     statistics,
 };
+use crate::openapi::{self, Operation};
 use crate::AppState;
 
 /// A task run on a schedule rather than by a request: under Lambda its own
@@ -64,7 +65,7 @@ pub const SCHEDULED: &[Scheduled] = &[Scheduled {
 }];
 
 /// One endpoint: its function name, method, path (axum and SAM share the
-/// `{param}` syntax) and the handler behind it.
+/// `{param}` syntax), the handler behind it and its documentation.
 pub struct Endpoint {
     pub name: &'static str,
     pub method: Method,
@@ -72,33 +73,51 @@ pub struct Endpoint {
     /// Who may call it (SPEC.md §3).
     pub access: Access,
     route: fn() -> MethodRouter<AppState>,
+    operation: fn() -> Operation,
 }
 
 impl Endpoint {
     pub fn method_router(&self) -> MethodRouter<AppState> {
         (self.route)()
     }
+
+    /// Its operation in the OpenAPI document.
+    pub fn operation(&self) -> Operation {
+        (self.operation)()
+    }
 }
 
+/// An entry of [`ENDPOINTS`]. The handler `module::function` is documented
+/// by `openapi::ops::module::function`, which must exist: an endpoint
+/// cannot be declared without its documentation.
 macro_rules! endpoint {
-    ($name:literal, $method:ident, $path:literal, $handler:path, $access:expr) => {
+    ($name:literal, $method:ident, $path:literal, $module:ident :: $handler:ident, $access:expr) => {
         Endpoint {
             name: $name,
             method: Method::$method,
             path: $path,
             access: $access,
-            route: || on(MethodFilter::$method, $handler),
+            route: || on(MethodFilter::$method, $module::$handler),
+            operation: crate::openapi::ops::$module::$handler,
         }
     };
 }
 
 pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!("version", GET, "/v1", meta::version, Access::Public),
+    endpoint!("metrics", GET, "/metrics", meta::metrics, Access::Public),
     endpoint!(
-        "metrics",
+        "openapi",
         GET,
-        "/metrics",
-        crate::metrics::get_metrics,
+        "/v1/openapi.json",
+        openapi::serve_document,
+        Access::Public
+    ),
+    endpoint!(
+        "openapi-root",
+        GET,
+        "/openapi.json",
+        openapi::serve_document,
         Access::Public
     ),
     endpoint!("job-submit", POST, "/v1/job", jobs::submit_job, AMC),

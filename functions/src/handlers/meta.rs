@@ -17,3 +17,10 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::method_not_allowed(format!("{} does not answer {method}.", uri.path()))
 }
+
+/// `GET /metrics` (see [`crate::metrics`]).
+pub async fn metrics(
+    state: axum::extract::State<crate::AppState>,
+) -> crate::error::ApiResult<axum::response::Response> {
+    crate::metrics::get_metrics(state).await
+}
